@@ -1,0 +1,47 @@
+"""sc-interp: structural compositionality for mechanistic interpretability.
+
+Learn sparse binary masks over a frozen model (TransformerLens, nnsight or plain PyTorch)
+that keep one subroutine working, test whether the network composes modular subnetworks,
+and compare learned subnetworks with circuits found by ACDC, EAP-IG or auto-circuit.
+
+Importing this package imports none of transformer_lens, nnsight, matplotlib or pandas.
+"""
+
+from sc_interp._persist import bake, load_masks
+from sc_interp.errors import (
+    AttachError,
+    CircuitError,
+    ConfigError,
+    DataError,
+    MaskFileError,
+    MissingDependencyError,
+    ScInterpError,
+    TargetError,
+    TrainingError,
+    UnsupportedModelError,
+)
+from sc_interp.masks import MaskConfig, MaskSet, attach_masks, list_sites
+from sc_interp.sites import Site
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttachError",
+    "CircuitError",
+    "ConfigError",
+    "DataError",
+    "MaskConfig",
+    "MaskFileError",
+    "MaskSet",
+    "MissingDependencyError",
+    "ScInterpError",
+    "Site",
+    "TargetError",
+    "TrainingError",
+    "UnsupportedModelError",
+    "__version__",
+    "attach_masks",
+    "bake",
+    "list_sites",
+    "load_masks",
+]

@@ -1,0 +1,135 @@
+"""The one place where sc-interp puts hooks and parametrizations on a model and takes them off.
+
+Weight sites get a ``torch.nn.utils.parametrize`` parametrization (reversible, keeps the
+original tensor object); activation sites get a raw torch forward hook (TransformerLens'
+``reset_hooks()`` only removes hooks it registered itself, so ours survive it).
+Removing restores the original parameter object and the module's parameter order, so
+``state_dict`` keys come back in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+if TYPE_CHECKING:
+    from sc_interp.masks import MaskSet
+    from sc_interp.sites import Site
+
+
+class WeightMask(nn.Module):
+    """Parametrization ``weight -> masked weight``; holds its MaskSet without registering it."""
+
+    def __init__(self, masks: MaskSet, name: str):
+        super().__init__()
+        # object.__setattr__: the MaskSet must not become a submodule of the user's model,
+        # or its logits would show up in the model's parameters and state_dict.
+        object.__setattr__(self, "masks", masks)
+        self.site_name = name
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return self.masks._masked_weight(self.site_name, weight)  # type: ignore[attr-defined]
+
+
+class ActivationMask:
+    """Forward hook ``output -> masked output`` for a neuron/head site."""
+
+    def __init__(self, masks: MaskSet, name: str):
+        self.masks = masks
+        self.site_name = name
+
+    def __call__(self, module: nn.Module, inputs: Any, output: Any) -> Any:
+        if not isinstance(output, Tensor):
+            from sc_interp.errors import ConfigError
+
+            raise ConfigError(
+                f"site {self.site_name!r}: expected the module to return a tensor, "
+                f"got {type(output).__name__}"
+            )
+        return self.masks._masked_activation(self.site_name, output)
+
+
+@dataclass
+class Handle:
+    """How to undo one installation."""
+
+    module: nn.Module
+    site: Site
+    hook: Any = None  # torch RemovableHandle for activation sites
+    order: tuple[str, ...] = ()  # the module's parameter order before parametrizing
+    parametrization: WeightMask | None = None
+
+
+def is_masked(root: nn.Module, site: Site) -> bool:
+    """Whether ``site`` already carries an sc-interp mask."""
+    module = root.get_submodule(site.module) if site.module else root
+    if site.kind == "activation":
+        return any(isinstance(h, ActivationMask) for h in module._forward_hooks.values())
+    assert site.attr is not None
+    if not parametrize.is_parametrized(module, site.attr):
+        return False
+    return any(isinstance(p, WeightMask) for p in module.parametrizations[site.attr])  # type: ignore[union-attr]
+
+
+def install(root: nn.Module, site: Site, masks: MaskSet) -> Handle:
+    """Install the mask for ``site`` on ``root`` and return how to undo it."""
+    module = root.get_submodule(site.module) if site.module else root
+    if site.kind == "activation":
+        hook = module.register_forward_hook(ActivationMask(masks, site.name))
+        return Handle(module, site, hook=hook)
+    assert site.attr is not None
+    order = tuple(module._parameters)
+    weight_mask = WeightMask(masks, site.name)
+    # unsafe=True: skip parametrize's trial call, which would compute a masked copy at attach
+    parametrize.register_parametrization(module, site.attr, weight_mask, unsafe=True)
+    return Handle(module, site, order=order, parametrization=weight_mask)
+
+
+def remove(handle: Handle) -> None:
+    """Undo one installation, restoring the original parameter object and order."""
+    if handle.hook is not None:
+        handle.hook.remove()
+        return
+    module, attr = handle.module, handle.site.attr
+    assert attr is not None
+    if not parametrize.is_parametrized(module, attr):
+        return
+    plist = module.parametrizations[attr]  # type: ignore[index]
+    others = [p for p in plist if p is not handle.parametrization]
+    if others:
+        # someone else's parametrization is on the same tensor: take only ours off
+        index = next(i for i, p in enumerate(plist) if p is handle.parametrization)
+        del plist[index]
+        return
+    parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+    params = module._parameters
+    ordered = {k: params[k] for k in handle.order if k in params}
+    ordered.update({k: v for k, v in params.items() if k not in ordered})
+    params.clear()
+    params.update(ordered)
+
+
+def remove_all(handles: list[Handle]) -> None:
+    """Undo every installation, newest first; keeps going if one removal fails."""
+    errors: list[BaseException] = []
+    for handle in reversed(handles):
+        try:
+            remove(handle)
+        except Exception as exc:  # pragma: no cover - defensive: finish the others first
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def strip_activation_hooks(copy: nn.Module) -> None:
+    """Drop sc-interp's activation hooks from a deep copy of a masked model."""
+    for module in copy.modules():
+        for key, hook in list(module._forward_hooks.items()):
+            if isinstance(hook, ActivationMask):
+                del module._forward_hooks[key]
+                module._forward_hooks_with_kwargs.pop(key, None)
+                module._forward_hooks_always_called.pop(key, None)

@@ -1,0 +1,72 @@
+"""nnsight adapter: ``NNsight`` / ``LanguageModel`` wrap a torch module in place.
+
+Masks attach to the wrapped module, so they act inside ``model.trace(...)`` like anywhere
+else. For remote execution (NDIF), where hooks on the local module do not travel,
+:func:`apply_in_trace` writes a MaskSet's neuron/head masks as nnsight interventions on
+the module outputs inside an open trace. nnsight is never imported here: wrappers are
+recognised by class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+
+def is_nnsight(model: object) -> bool:
+    """True for an nnsight ``Envoy`` root (``NNsight``, ``LanguageModel``...)."""
+    return any(
+        cls.__module__.startswith("nnsight") and cls.__name__ == "NNsight"
+        for cls in type(model).__mro__
+    )
+
+
+def unwrap(model: object) -> nn.Module:
+    """The torch module an nnsight wrapper runs."""
+    module = getattr(model, "_module", None)
+    if not isinstance(module, nn.Module):
+        from sc_interp.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"this nnsight object ({type(model).__qualname__}) does not expose its torch module"
+        )
+    return module
+
+
+def envoy_at(model: Any, path: str) -> Any:
+    """The nnsight Envoy for the module at ``path`` (as in ``named_modules()``)."""
+    envoy = model
+    for part in path.split(".") if path else []:
+        envoy = getattr(envoy, part)
+    return envoy
+
+
+def apply_in_trace(model: Any, masks: Any) -> None:
+    """Apply a MaskSet's neuron/head masks as nnsight interventions in an open trace.
+
+    Call inside ``with model.trace(...):`` before reading outputs. The MaskSet should be
+    detached (it was learned locally and saved, then loaded for the remote model), since
+    attached masks already act through hooks. Weight masks cannot be applied this way.
+
+    Example:
+        >>> with nn_model.trace(x):  # doctest: +SKIP
+        ...     apply_in_trace(nn_model, masks)
+        ...     out = nn_model.output.save()
+    """
+    from sc_interp.errors import ConfigError
+
+    weight_sites = [s.name for s in masks.sites.values() if s.kind != "activation"]
+    if weight_sites:
+        raise ConfigError(
+            f"weight masks cannot run as trace interventions ({weight_sites[:3]}...); "
+            "use unit='neuron' or 'head', or attach the masks to the local model"
+        )
+    if masks.attached:
+        raise ConfigError(
+            "this MaskSet is attached, so its hooks already act; detach it before "
+            "applying it as trace interventions"
+        )
+    for name, site in masks.sites.items():
+        envoy = envoy_at(model, site.module)
+        envoy.output = masks._masked_activation(name, envoy.output)

@@ -1,0 +1,143 @@
+"""TransformerLens adapter: TL 4 ``TransformerBridge`` and TL 2/3 ``HookedTransformer``.
+
+Site names are TransformerLens' own:
+
+============  ==========================================  ==========================================
+unit          HookedTransformer (TL 2/3)                  TransformerBridge (TL 4)
+============  ==========================================  ==========================================
+``weight``    ``blocks.{L}.attn.W_Q|W_K|W_V|W_O``,        ``blocks.{L}.attn.q|k|v|o.weight``,
+              ``blocks.{L}.mlp.W_in|W_gate|W_out``        ``blocks.{L}.mlp.in|gate|out.weight``
+``neuron``    ``blocks.{L}.mlp.hook_post``                ``blocks.{L}.mlp.hook_post``
+``head``      ``blocks.{L}.attn.hook_z``                  ``blocks.{L}.attn.hook_z``
+============  ==========================================  ==========================================
+
+Hooks are raw torch forward hooks on the hook points, not TransformerLens hooks, so
+``model.reset_hooks()`` leaves them in place. On the bridge, ``attn.hook_z`` is an alias
+of ``attn.o.hook_in`` whose raw output is ``[batch, pos, n_heads * d_head]``: a head owns
+``d_head`` consecutive features. TransformerLens itself is never imported here: models are
+recognised by class name.
+"""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from sc_interp.sites import Site
+
+_HOOKED = "HookedTransformer"
+_BRIDGE = "TransformerBridge"
+_ATTN_ORDER = {"Q": 0, "K": 1, "V": 2, "O": 3, "in": 4, "gate": 5, "out": 6}
+_HT_WEIGHT = re.compile(r"^blocks\.(\d+)\.(?:attn\.W_([QKVO])|mlp\.W_(in|gate|out))$")
+_BRIDGE_WEIGHT = re.compile(r"^blocks\.(\d+)\.(?:attn\.([qkvo])|mlp\.(in|gate|out))\.weight$")
+
+
+def _family(model: nn.Module) -> str | None:
+    for cls in type(model).__mro__:
+        if cls.__module__.startswith("transformer_lens") and cls.__name__ in (_HOOKED, _BRIDGE):
+            return cls.__name__
+    return None
+
+
+def is_transformer_lens(model: nn.Module) -> bool:
+    """True for a TL ``HookedTransformer`` or ``TransformerBridge`` (or a subclass)."""
+    return _family(model) is not None
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _module_paths(model: nn.Module) -> dict[int, str]:
+    return {id(m): path for path, m in model.named_modules(remove_duplicate=False)}
+
+
+def _param_owners(model: nn.Module) -> dict[int, tuple[str, str]]:
+    owners: dict[int, tuple[str, str]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        for attr, p in module._parameters.items():
+            if p is not None:
+                owners.setdefault(id(p), (path, attr))
+    return owners
+
+
+def _weight_sites(model: nn.Module, family: str, prefix: str) -> list[Site]:
+    owners = _param_owners(model)
+    if family == _HOOKED:
+        named = dict(model.named_parameters())
+        pattern = _HT_WEIGHT
+    else:
+        named = dict(model.state_dict(keep_vars=True))
+        pattern = _BRIDGE_WEIGHT
+    keyed = []
+    for name, param in named.items():
+        match = pattern.match(name)
+        if match is None or id(param) not in owners:
+            continue
+        layer, attn, mlp = match.groups()
+        order = _ATTN_ORDER[(attn or "").upper() or mlp]
+        keyed.append(((int(layer), order), name, param))
+    found = []
+    for _, name, param in sorted(keyed, key=lambda item: item[0]):
+        path, attr = owners[id(param)]
+        found.append(
+            Site(_join(prefix, name), "weight", tuple(param.shape), _join(prefix, path), attr)
+        )
+    return found
+
+
+def _hook_sites(model: nn.Module, family: str, unit: str, prefix: str) -> list[Site]:
+    cfg = model.cfg  # type: ignore[attr-defined]
+    hooks = model.hook_dict  # type: ignore[attr-defined]
+    paths = _module_paths(model)
+    weights = {s.name: s for s in _weight_sites(model, family, "")}
+    found = []
+    for layer in range(int(cfg.n_layers)):
+        if unit == "neuron":
+            name, shape, axis, group = f"blocks.{layer}.mlp.hook_post", (int(cfg.d_mlp),), -1, 1
+            # the unit's only consumer: row i of W_out [d_mlp, d_model] / column i of out.weight
+            reader, reader_axis = (
+                (f"blocks.{layer}.mlp.W_out", 0)
+                if family == _HOOKED
+                else (f"blocks.{layer}.mlp.out.weight", 1)
+            )
+        else:
+            name, shape = f"blocks.{layer}.attn.hook_z", (int(cfg.n_heads),)
+            # HookedTransformer: [batch, pos, head, d_head]; bridge (raw): [batch, pos, head*d_head]
+            axis, group = (-2, 1) if family == _HOOKED else (-1, int(cfg.d_head))
+            reader, reader_axis = (
+                (f"blocks.{layer}.attn.W_O", 0)
+                if family == _HOOKED
+                else (f"blocks.{layer}.attn.o.weight", 1)
+            )
+        hook = hooks.get(name)
+        if hook is None or id(hook) not in paths:
+            continue
+        bake: tuple[tuple[str, str, int], ...] = ()
+        if reader in weights:
+            w = weights[reader]
+            bake = ((_join(prefix, w.module), w.attr or "weight", reader_axis),)
+        found.append(
+            Site(
+                _join(prefix, name),
+                unit,  # type: ignore[arg-type]
+                shape,
+                _join(prefix, paths[id(hook)]),
+                None,
+                axis,
+                group,
+                bake,
+            )
+        )
+    return found
+
+
+def sites(model: nn.Module, unit: str, prefix: str = "") -> list[Site]:
+    """Sites of ``unit`` kind in a TransformerLens model, in forward order."""
+    family = _family(model)
+    if family is None:
+        return []
+    if unit == "weight":
+        return _weight_sites(model, family, prefix)
+    return _hook_sites(model, family, unit, prefix)

@@ -1,0 +1,396 @@
+"""MaskConfig, MaskSet and attach_masks: trainable masks on a frozen model.
+
+A :class:`MaskSet` is an ``nn.Module`` that holds only mask logits (float32, one per
+masked unit). Attaching it puts a parametrization on each masked weight (``unit="weight"``)
+or a raw forward hook on each masked activation (``unit="neuron"``/``"head"``); detaching
+takes all of it off again and leaves the model bit-identical to before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sc_interp import _hooks
+from sc_interp.adapters import find_sites, resolve
+from sc_interp.errors import AttachError, ConfigError
+from sc_interp.relax import RELAXATIONS, Relaxation, get_relaxation, hard_mask
+from sc_interp.sites import Site, check_unit, select_sites
+
+Replacement = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """What to mask and how masks are relaxed.
+
+    Args:
+        unit: ``"weight"`` (elementwise over weight matrices), ``"neuron"`` (hidden units,
+            output channels) or ``"head"`` (attention heads' outputs).
+        targets: glob patterns over site names (see :func:`sc_interp.list_sites`);
+            ``None`` masks every site of ``unit``.
+        relaxation: ``"continuous"`` (the paper), ``"hard_concrete"`` or ``"straight_through"``.
+        init: initial value of every logit (paper grid: 0.1, 0.05, 0, -0.05). A positive
+            value starts with every unit kept.
+
+    Example:
+        >>> MaskConfig(unit="neuron", targets=["blocks.*.mlp.hook_post"]).unit
+        'neuron'
+    """
+
+    unit: str = "weight"
+    targets: Sequence[str] | None = None
+    relaxation: str = "continuous"
+    init: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_unit(self.unit)
+        if self.relaxation not in RELAXATIONS:
+            raise ConfigError(
+                f"unknown relaxation {self.relaxation!r}; allowed: {', '.join(sorted(RELAXATIONS))}"
+            )
+        if not isinstance(self.init, int | float) or not math.isfinite(self.init):
+            raise ConfigError(f"init must be a finite number, got {self.init!r}")
+        if self.targets is not None:
+            targets = [self.targets] if isinstance(self.targets, str) else list(self.targets)
+            if not targets or not all(isinstance(t, str) and t for t in targets):
+                raise ConfigError(
+                    f"targets must be None or a non-empty list of glob patterns, got {self.targets!r}"
+                )
+            object.__setattr__(self, "targets", tuple(targets))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (used in mask file metadata)."""
+        return {
+            "unit": self.unit,
+            "targets": None if self.targets is None else list(self.targets),
+            "relaxation": self.relaxation,
+            "init": self.init,
+        }
+
+
+def list_sites(model: object, unit: str = "weight") -> list[Site]:
+    """The mask sites of ``unit`` kind in ``model``, in forward order.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> [(s.name, s.shape) for s in list_sites(net, "neuron")]
+        [('0', (4,)), ('2', (2,))]
+    """
+    return find_sites(model, unit)
+
+
+@dataclass
+class _State:
+    """What attaching changed on a model, to be put back by the last detach."""
+
+    requires_grad: dict[int, tuple[nn.Parameter, bool]] = field(default_factory=dict)
+    mask_sets: int = 0
+
+
+class MaskSet(nn.Module):
+    """Mask logits attached to a model; an ``nn.Module`` holding only those logits.
+
+    Create one with :func:`attach_masks`. ``masks.train()`` gives soft masks,
+    ``masks.eval()`` hard 0/1 masks; the model's own ``train()``/``eval()`` never change
+    this mode. Use as a context manager to detach on exit.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> with attach_masks(net, MaskConfig(unit="neuron", targets=["0"])) as masks:
+        ...     masks.eval()
+        ...     _ = net(torch.zeros(1, 3))
+        >>> list(masks.logits)
+        ['0']
+    """
+
+    def __init__(self, root: nn.Module, sites: list[Site], config: MaskConfig, seed: int = 0):
+        super().__init__()
+        self.config = config
+        self.sites: dict[str, Site] = {s.name: s for s in sites}
+        self.relaxation: Relaxation = get_relaxation(config.relaxation)
+        self.beta = 1.0
+        self.generator = torch.Generator().manual_seed(seed)
+        self._params = nn.ParameterList()
+        devices = {}
+        for site in sites:
+            device = _site_device(root, site)
+            devices[site.name] = device
+            self._params.append(
+                nn.Parameter(torch.full(site.shape, float(config.init), device=device))
+            )
+        self._root = [root]  # a list, so the model is not registered as a submodule
+        self._disabled = False
+        self._attached = False
+        self._replacements: dict[str, Tensor | Replacement] = {}
+        self._hard_cache: dict[str, tuple[tuple[int, int], Tensor]] = {}
+        self._weight_cache: dict[str, tuple[tuple[Any, ...], Tensor]] = {}
+        self._handles: list[_hooks.Handle] = []
+
+    # ----------------------------------------------------------------- views
+    @property
+    def logits(self) -> dict[str, nn.Parameter]:
+        """Mask logits keyed by site name, in forward order (edit in place freely)."""
+        return dict(zip(self.sites, self._params, strict=True))
+
+    @property
+    def model(self) -> nn.Module:
+        """The torch module the masks are attached to."""
+        return self._root[0]
+
+    @property
+    def attached(self) -> bool:
+        """Whether the masks currently act on the model."""
+        return self._attached
+
+    def hard(self) -> dict[str, torch.Tensor]:
+        """Hard 0/1 masks (``logits > 0``) keyed by site name, as bool tensors."""
+        return {name: hard_mask(p.detach()) for name, p in self.logits.items()}
+
+    def density(self) -> float:
+        """Fraction of units kept by the hard mask."""
+        kept = sum(int(m.sum()) for m in self.hard().values())
+        total = sum(p.numel() for p in self._params)
+        return kept / max(total, 1)
+
+    def l0(self, normalize: bool = False) -> Tensor:
+        """The L0 penalty: sum (or mean, ``normalize=True``) of the relaxed masks."""
+        total = sum(self.relaxation.density(p, self.beta).sum() for p in self._params)
+        assert isinstance(total, Tensor)
+        if normalize:
+            return total / sum(p.numel() for p in self._params)
+        return total
+
+    def mask(self, name: str) -> Tensor:
+        """The mask now in force at site ``name`` (soft in train mode, 0/1 in eval)."""
+        logits = self.logits[name]
+        if self.training:
+            return self.relaxation.mask(
+                logits, training=True, beta=self.beta, generator=self.generator
+            )
+        # cached until the logits are edited (in-place edits bump ``_version``)
+        key = (id(logits), logits._version)
+        cached = self._hard_cache.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, hard_mask(logits.detach()).to(logits.dtype))
+            self._hard_cache[name] = cached
+        return cached[1]
+
+    # ------------------------------------------------------------ application
+    def _masked_weight(self, name: str, weight: Tensor) -> Tensor:
+        if self._disabled:
+            return weight
+        replacement = self._replacements.get(name)
+        cacheable = not self.training and not (torch.is_grad_enabled() and weight.requires_grad)
+        if cacheable:
+            logits = self.logits[name]
+            key = (id(weight), weight._version, logits._version, id(replacement), weight.dtype)
+            cached = self._weight_cache.get(name)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        mask = self.mask(name).to(device=weight.device, dtype=weight.dtype)
+        out = weight * mask
+        if isinstance(replacement, Tensor):
+            out = out + (1 - mask) * replacement.to(weight.device, weight.dtype)
+        if cacheable:
+            self._weight_cache[name] = (key, out)  # type: ignore[possibly-undefined]
+        return out
+
+    def _masked_activation(self, name: str, output: Tensor) -> Tensor:
+        if self._disabled:
+            return output
+        site = self.sites[name]
+        mask = self.mask(name).to(device=output.device)
+        full = _expand(mask, site, output)
+        out = output * full
+        replacement = self._replacements.get(name)
+        if replacement is not None:
+            value = replacement(output) if callable(replacement) else replacement
+            out = out + (1 - full) * value.to(output.device, output.dtype)
+        return out
+
+    def set_replacement(self, name: str, replacement: Tensor | Replacement | None) -> None:
+        """What a removed unit at ``name`` becomes instead of zero (for ablations).
+
+        For weight sites a tensor of the weight's shape; for activation sites a tensor
+        broadcastable to the activation, or a function of the activation.
+        """
+        if name not in self.sites:
+            raise ConfigError(f"no site {name!r} in this MaskSet; sites: {list(self.sites)}")
+        if replacement is None:
+            self._replacements.pop(name, None)
+        else:
+            self._replacements[name] = replacement
+        self._weight_cache.pop(name, None)
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[MaskSet]:
+        """Run the unmasked model inside the block, without detaching."""
+        previous, self._disabled = self._disabled, True
+        try:
+            yield self
+        finally:
+            self._disabled = previous
+
+    # ------------------------------------------------------------- lifecycle
+    def detach(self) -> None:
+        """Remove every hook and parametrization; the model is as before attaching.
+
+        Parameters, state_dict keys (and their order), ``requires_grad`` flags and
+        train/eval flags are all restored. Calling it again does nothing.
+        """
+        if not self._attached:
+            return
+        self._attached = False
+        _hooks.remove_all(self._handles)
+        self._handles = []
+        self._weight_cache.clear()
+        _release(self.model)
+
+    def save(self, path: str | Path) -> Path:
+        """Save the logits and config as safetensors with a model fingerprint.
+
+        Load them back onto the same model with :func:`sc_interp.load_masks`.
+        """
+        from sc_interp._persist import save_masks
+
+        return save_masks(self, path)
+
+    def __enter__(self) -> MaskSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def extra_repr(self) -> str:
+        n = sum(p.numel() for p in self._params)
+        mode = "train (soft)" if self.training else "eval (hard)"
+        state = "attached" if self._attached else "detached"
+        return (
+            f"unit={self.config.unit!r}, relaxation={self.relaxation.name!r}, sites={len(self.sites)}, "
+            f"units={n}, density={self.density():.3f}, mode={mode}, {state}"
+        )
+
+    def __repr__(self) -> str:
+        lines = [f"MaskSet({self.extra_repr()})"]
+        for name, p in list(self.logits.items())[:12]:
+            kept = int((p > 0).sum())
+            lines.append(f"  {name}: {tuple(p.shape)} kept {kept}/{p.numel()}")
+        if len(self.sites) > 12:
+            lines.append(f"  ... {len(self.sites) - 12} more sites")
+        return "\n".join(lines)
+
+
+def _expand(mask: Tensor, site: Site, output: Tensor) -> Tensor:
+    from sc_interp.sites import expand_to_activation
+
+    return expand_to_activation(mask, site, output)
+
+
+def _site_device(root: nn.Module, site: Site) -> torch.device:
+    module = root.get_submodule(site.module) if site.module else root
+    for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
+        return t.device
+    for t in root.parameters():
+        return t.device
+    return torch.device("cpu")
+
+
+# Per-model record of what attaching changed, shared by all MaskSets on that model so the
+# last one to leave restores the user's original requires_grad flags.
+_STATES: dict[int, tuple[nn.Module, _State]] = {}
+
+
+def original_requires_grad(root: nn.Module) -> dict[str, bool]:
+    """The ``requires_grad`` flags ``root``'s parameters had before masks froze them,
+    keyed by parameter name as it is without our parametrizations."""
+    import re
+
+    entry = _STATES.get(id(root))
+    saved = entry[1].requires_grad if entry is not None and entry[0] is root else {}
+    flags = {}
+    for name, p in root.named_parameters():
+        clean = re.sub(r"\.parametrizations\.(\w+)\.original$", r".\1", name)
+        flags[clean] = saved[id(p)][1] if id(p) in saved else p.requires_grad
+    return flags
+
+
+def _freeze(root: nn.Module) -> None:
+    entry = _STATES.get(id(root))
+    if entry is None or entry[0] is not root:
+        state = _State({id(p): (p, p.requires_grad) for p in root.parameters()})
+        _STATES[id(root)] = (root, state)
+    else:
+        state = entry[1]
+    state.mask_sets += 1
+    for p, _ in state.requires_grad.values():
+        p.requires_grad_(False)
+
+
+def _release(root: nn.Module) -> None:
+    entry = _STATES.get(id(root))
+    if entry is None:
+        return
+    state = entry[1]
+    state.mask_sets -= 1
+    if state.mask_sets <= 0:
+        for p, flag in state.requires_grad.values():
+            p.requires_grad_(flag)
+        del _STATES[id(root)]
+
+
+def attach_masks(model: object, config: MaskConfig, *, seed: int = 0) -> MaskSet:
+    """Attach trainable masks to ``model`` and freeze its parameters.
+
+    Args:
+        model: a torch module, TransformerLens model or nnsight wrapper.
+        config: what to mask (:class:`MaskConfig`).
+        seed: seeds the MaskSet's generator (hard-concrete sampling).
+
+    Returns:
+        The attached :class:`MaskSet` (also a context manager that detaches on exit).
+
+    Raises:
+        TargetError: a target pattern matches no site (the message lists the sites).
+        AttachError: a selected site already carries sc-interp masks.
+        UnsupportedModelError: the model is not of a supported family.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> masks = attach_masks(net, MaskConfig(unit="weight"))
+        >>> sorted(masks.logits)
+        ['0.weight', '2.weight']
+        >>> masks.detach()
+    """
+    if not isinstance(config, MaskConfig):
+        raise ConfigError(f"config must be a MaskConfig, got {type(config).__name__}")
+    root = resolve(model)
+    available = list_sites(root, config.unit)
+    if not available:
+        raise ConfigError(
+            f"the model has no {config.unit!r} sites; units with sites here: "
+            f"{[u for u in ('weight', 'neuron', 'head') if list_sites(root, u)]}"
+        )
+    sites = select_sites(available, config.targets)
+    taken = [s.name for s in sites if _hooks.is_masked(root, s)]
+    if taken:
+        raise AttachError(
+            f"site(s) {taken} already carry sc-interp masks; detach the other MaskSet first"
+        )
+    masks = MaskSet(root, sites, config, seed=seed)
+    _freeze(root)
+    masks._attached = True
+    try:
+        for site in sites:
+            masks._handles.append(_hooks.install(root, site, masks))
+    except BaseException:
+        masks.detach()
+        raise
+    return masks
