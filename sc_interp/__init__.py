@@ -8,6 +8,7 @@ Importing this package imports none of transformer_lens, nnsight, matplotlib or 
 """
 
 from sc_interp._persist import bake, load_masks
+from sc_interp.adapters.nnsight import apply_in_trace
 from sc_interp.errors import (
     AttachError,
     CircuitError,
@@ -40,6 +41,7 @@ __all__ = [
     "TrainingError",
     "UnsupportedModelError",
     "__version__",
+    "apply_in_trace",
     "attach_masks",
     "bake",
     "list_sites",

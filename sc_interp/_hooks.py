@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -98,7 +97,7 @@ def remove(handle: Handle) -> None:
     assert attr is not None
     if not parametrize.is_parametrized(module, attr):
         return
-    plist = module.parametrizations[attr]  # type: ignore[index]
+    plist: Any = module.parametrizations[attr]  # type: ignore[index]
     others = [p for p in plist if p is not handle.parametrization]
     if others:
         # someone else's parametrization is on the same tensor: take only ours off

@@ -126,19 +126,20 @@ class MaskSet(nn.Module):
             self._params.append(
                 nn.Parameter(torch.full(site.shape, float(config.init), device=device))
             )
+        self._by_name: dict[str, nn.Parameter] = dict(zip(self.sites, self._params, strict=True))
         self._root = [root]  # a list, so the model is not registered as a submodule
         self._disabled = False
         self._attached = False
         self._replacements: dict[str, Tensor | Replacement] = {}
         self._hard_cache: dict[str, tuple[tuple[int, int], Tensor]] = {}
-        self._weight_cache: dict[str, tuple[tuple[Any, ...], Tensor]] = {}
+        self._weight_cache: dict[str, tuple[tuple[Any, ...], Tensor, Tensor]] = {}
         self._handles: list[_hooks.Handle] = []
 
     # ----------------------------------------------------------------- views
     @property
     def logits(self) -> dict[str, nn.Parameter]:
         """Mask logits keyed by site name, in forward order (edit in place freely)."""
-        return dict(zip(self.sites, self._params, strict=True))
+        return dict(self._by_name)
 
     @property
     def model(self) -> nn.Module:
@@ -170,7 +171,7 @@ class MaskSet(nn.Module):
 
     def mask(self, name: str) -> Tensor:
         """The mask now in force at site ``name`` (soft in train mode, 0/1 in eval)."""
-        logits = self.logits[name]
+        logits = self._by_name[name]
         if self.training:
             return self.relaxation.mask(
                 logits, training=True, beta=self.beta, generator=self.generator
@@ -190,17 +191,18 @@ class MaskSet(nn.Module):
         replacement = self._replacements.get(name)
         cacheable = not self.training and not (torch.is_grad_enabled() and weight.requires_grad)
         if cacheable:
-            logits = self.logits[name]
-            key = (id(weight), weight._version, logits._version, id(replacement), weight.dtype)
+            logits = self._by_name[name]
+            key = (weight._version, logits._version, id(replacement))
             cached = self._weight_cache.get(name)
-            if cached is not None and cached[0] == key:
+            # holding ``weight`` in the cache keeps its id from being reused by a new tensor
+            if cached is not None and cached[0] == key and cached[2] is weight:
                 return cached[1]
         mask = self.mask(name).to(device=weight.device, dtype=weight.dtype)
         out = weight * mask
         if isinstance(replacement, Tensor):
             out = out + (1 - mask) * replacement.to(weight.device, weight.dtype)
         if cacheable:
-            self._weight_cache[name] = (key, out)  # type: ignore[possibly-undefined]
+            self._weight_cache[name] = (key, out, weight)  # type: ignore[possibly-undefined]
         return out
 
     def _masked_activation(self, name: str, output: Tensor) -> Tensor:

@@ -106,7 +106,9 @@ class HardConcrete(Relaxation):
         return torch.sigmoid(logits - shift)
 
     def __repr__(self) -> str:
-        return f"HardConcrete(temperature={self.temperature:.3g}, limits=({self.gamma}, {self.zeta}))"
+        return (
+            f"HardConcrete(temperature={self.temperature:.3g}, limits=({self.gamma}, {self.zeta}))"
+        )
 
 
 class StraightThrough(Relaxation):

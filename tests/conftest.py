@@ -27,7 +27,9 @@ needs_tl3 = pytest.mark.skipif(
 )
 needs_nnsight = pytest.mark.skipif(not HAS_NNSIGHT, reason="needs nnsight")
 
-TL_CFG = dict(d_model=16, d_head=4, n_heads=4, n_layers=2, n_ctx=8, d_vocab=20, d_mlp=32, act_fn="relu")
+TL_CFG = dict(
+    d_model=16, d_head=4, n_heads=4, n_layers=2, n_ctx=8, d_vocab=20, d_mlp=32, act_fn="relu"
+)
 
 
 class TinyNet(nn.Module):

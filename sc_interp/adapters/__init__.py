@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-
 from torch import nn
 
 from sc_interp.adapters import nnsight as _nnsight

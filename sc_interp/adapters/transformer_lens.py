@@ -21,6 +21,7 @@ recognised by class name.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from torch import nn
 
@@ -88,8 +89,8 @@ def _weight_sites(model: nn.Module, family: str, prefix: str) -> list[Site]:
 
 
 def _hook_sites(model: nn.Module, family: str, unit: str, prefix: str) -> list[Site]:
-    cfg = model.cfg  # type: ignore[attr-defined]
-    hooks = model.hook_dict  # type: ignore[attr-defined]
+    cfg: Any = getattr(model, "cfg")  # noqa: B009 - typed Any on purpose
+    hooks: dict[str, nn.Module] = getattr(model, "hook_dict")  # noqa: B009
     paths = _module_paths(model)
     weights = {s.name: s for s in _weight_sites(model, family, "")}
     found = []
