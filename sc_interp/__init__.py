@@ -8,7 +8,9 @@ Importing this package imports none of transformer_lens, nnsight, matplotlib or 
 """
 
 from sc_interp._persist import bake, load_masks
+from sc_interp.ablate import ablate, isolate
 from sc_interp.adapters.nnsight import apply_in_trace
+from sc_interp.data import Subtask
 from sc_interp.errors import (
     AttachError,
     CircuitError,
@@ -23,6 +25,8 @@ from sc_interp.errors import (
 )
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks, list_sites
 from sc_interp.sites import Site
+from sc_interp.subnetwork import Subnetwork
+from sc_interp.train import Evaluation, TrainConfig, evaluate, train_masks
 
 __version__ = "0.1.0"
 
@@ -31,19 +35,27 @@ __all__ = [
     "CircuitError",
     "ConfigError",
     "DataError",
+    "Evaluation",
     "MaskConfig",
     "MaskFileError",
     "MaskSet",
     "MissingDependencyError",
     "ScInterpError",
     "Site",
+    "Subnetwork",
+    "Subtask",
     "TargetError",
+    "TrainConfig",
     "TrainingError",
     "UnsupportedModelError",
     "__version__",
+    "ablate",
     "apply_in_trace",
     "attach_masks",
     "bake",
+    "evaluate",
+    "isolate",
     "list_sites",
     "load_masks",
+    "train_masks",
 ]

@@ -26,6 +26,39 @@ def demo(
 
 
 @app.command()
+def train(
+    task_file: str = typer.Argument(
+        None, help="Python file defining `model` and `task` (an sc_interp.Subtask)."
+    ),
+    toy: bool = typer.Option(False, "--toy", help="Use the built-in planted MLP, subtask A."),
+    unit: str = typer.Option("neuron", help="weight, neuron or head."),
+    targets: list[str] = typer.Option(None, "--target", help="Glob pattern(s) of sites."),
+    epochs: int = typer.Option(20),
+    lr: float = typer.Option(0.05),
+    l0: float = typer.Option(1e-2),
+    seed: int = typer.Option(0),
+    out: str = typer.Option("subnetwork.safetensors", help="Where to write the Subnetwork."),
+) -> None:
+    """Learn a subnetwork for a subtask and write it as a safetensors file."""
+    import sc_interp as sc
+    from sc_interp._cli_helpers import load_task_file, summary
+
+    if toy == (task_file is not None):
+        raise typer.BadParameter("give either a TASK_FILE or --toy")
+    if toy:
+        from sc_interp.toy import planted_mlp, planted_tasks
+
+        model, task = planted_mlp(), planted_tasks()[0]
+    else:
+        model, task = load_task_file(task_file)
+    cfg = sc.MaskConfig(unit=unit, targets=targets or None)
+    sub = sc.train_masks(model, cfg, task, sc.TrainConfig(epochs=epochs, lr=lr, l0=l0, seed=seed))
+    path = sub.save(out)
+    typer.echo(summary(model, sub, task))
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def bench(
     steps: int = typer.Option(20, help="Timed steps per variant."),
     batch: int = typer.Option(32, help="Batch size."),

@@ -1,0 +1,52 @@
+"""The sc-interp command line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import torch
+from typer.testing import CliRunner
+
+import sc_interp as sc
+from sc_interp.cli import app
+
+runner = CliRunner()
+
+
+def test_train_toy_writes_subnetwork(tmp_path) -> None:
+    out = tmp_path / "sub.safetensors"
+    result = runner.invoke(app, ["train", "--toy", "--epochs", "8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "subnetwork ablated" in result.output and "wrote" in result.output
+    sub = sc.Subnetwork.load(out)
+    assert sub.masks["0"][:8].all() and not sub.masks["0"][8:].any()
+
+
+def test_train_from_task_file(tmp_path) -> None:
+    script = tmp_path / "task.py"
+    script.write_text(
+        textwrap.dedent("""
+        from sc_interp.toy import planted_mlp, planted_tasks
+        model = planted_mlp()
+        task = planted_tasks()[1]
+    """)
+    )
+    out = tmp_path / "b.safetensors"
+    result = runner.invoke(
+        app, ["train", str(script), "--epochs", "8", "--target", "0", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert torch.equal(sc.Subnetwork.load(out).masks["0"][8:], torch.ones(8, dtype=torch.bool))
+
+
+def test_train_bad_file(tmp_path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\n")
+    result = runner.invoke(app, ["train", str(bad)])
+    assert result.exit_code != 0
+    assert "must define `model`" in str(result.exception)
+
+
+def test_demo_quick() -> None:
+    result = runner.invoke(app, ["demo", "--quick"])
+    assert result.exit_code == 0, result.output
