@@ -10,6 +10,7 @@ Importing this package imports none of transformer_lens, nnsight, matplotlib or 
 from sc_interp._persist import bake, load_masks
 from sc_interp.ablate import ablate, isolate
 from sc_interp.adapters.nnsight import apply_in_trace
+from sc_interp.analysis import test_compositionality
 from sc_interp.data import Subtask
 from sc_interp.errors import (
     AttachError,
@@ -24,6 +25,7 @@ from sc_interp.errors import (
     UnsupportedModelError,
 )
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks, list_sites
+from sc_interp.report import CompositionalityReport
 from sc_interp.sites import Site
 from sc_interp.subnetwork import Subnetwork
 from sc_interp.train import Evaluation, TrainConfig, evaluate, train_masks
@@ -33,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AttachError",
     "CircuitError",
+    "CompositionalityReport",
     "ConfigError",
     "DataError",
     "Evaluation",
@@ -57,5 +60,6 @@ __all__ = [
     "isolate",
     "list_sites",
     "load_masks",
+    "test_compositionality",
     "train_masks",
 ]
