@@ -7,10 +7,12 @@ and compare learned subnetworks with circuits found by ACDC, EAP-IG or auto-circ
 Importing this package imports none of transformer_lens, nnsight, matplotlib or pandas.
 """
 
+from sc_interp import circuits, plot
 from sc_interp._persist import bake, load_masks
 from sc_interp.ablate import ablate, isolate
 from sc_interp.adapters.nnsight import apply_in_trace
 from sc_interp.analysis import test_compositionality
+from sc_interp.circuits import compare
 from sc_interp.data import Subtask
 from sc_interp.errors import (
     AttachError,
@@ -56,10 +58,13 @@ __all__ = [
     "apply_in_trace",
     "attach_masks",
     "bake",
+    "circuits",
+    "compare",
     "evaluate",
     "isolate",
     "list_sites",
     "load_masks",
+    "plot",
     "test_compositionality",
     "train_masks",
 ]

@@ -59,6 +59,23 @@ def train(
 
 
 @app.command()
+def compare(
+    subnetwork: str = typer.Argument(
+        ..., help="Subnetwork/MaskSet .safetensors or a circuit file."
+    ),
+    circuit: str = typer.Argument(
+        ..., help="Circuit file (EAP-IG JSON, auto-circuit, ACDC, head list)."
+    ),
+    model: str = typer.Option(None, "--model", help="JSON file with the model's TL config."),
+) -> None:
+    """Compare a learned subnetwork with a circuit: IoU, precision, recall, F1, AUROC."""
+    from sc_interp.circuits.cli import compare_command
+
+    table = compare_command(subnetwork, circuit, model)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+@app.command()
 def bench(
     steps: int = typer.Option(20, help="Timed steps per variant."),
     batch: int = typer.Option(32, help="Batch size."),

@@ -1,0 +1,305 @@
+"""Map a learned subnetwork's masks (keyed by site name) to canonical nodes.
+
+Sites (any prefix before ``blocks.`` is ignored, e.g. ``encoder.bridge.blocks.0...``):
+
+============================================  ==========================  ==================
+site                                          mask shape                  unit axis
+============================================  ==========================  ==================
+``blocks.L.attn.W_Q|W_K|W_V`` (TL 2/3)         ``[n_heads, d_model, d_head]``  head: dim 0
+``blocks.L.attn.W_O`` (TL 2/3)                 ``[n_heads, d_head, d_model]``  head: dim 0
+``blocks.L.mlp.W_in`` / ``W_out`` (TL 2/3)     ``[d_model, d_mlp]`` / ``[d_mlp, d_model]``  neuron
+``blocks.L.attn.q|k|v.weight`` (TL 4 bridge)  ``[n_heads*d_head, d_model]``  head: row groups
+``blocks.L.attn.o.weight`` (TL 4 bridge)      ``[d_model, n_heads*d_head]``  head: column groups
+``blocks.L.mlp.in.weight`` / ``out.weight``   ``[d_mlp, d_model]`` / ``[d_model, d_mlp]``  neuron
+``blocks.L.mlp.hook_post``                    ``[d_mlp]``                 neuron
+``blocks.L.attn.hook_z``                      ``[n_heads]``               head
+============================================  ==========================  ==================
+
+A unit (head ``a{L}.h{H}`` or neuron ``m{L}.n{I}``) gathers every mask entry of its slices
+across the sites of its layer. ``aggregation`` decides when it is kept: ``"any"`` entry
+kept (the default: a unit with any surviving weight still computes something),
+``"majority"`` (more than half kept) or ``"all"``. The MLP node ``m{L}`` is kept when any
+of its neurons is. With logits, a unit's score is the k-th largest logit of its entries
+(k = 1 for "any", n//2+1 for "majority", n for "all"), so that ``score > 0`` matches
+the kept rule when masks are ``logits > 0``; ``m{L}`` scores the max of its neurons.
+Sites that are no unit (embeddings, norms, biases) are skipped with a log message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from sc_interp.circuits._circuit import Circuit
+from sc_interp.errors import CircuitError
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+Aggregation = Literal["any", "majority", "all"]
+AGGREGATIONS = ("any", "majority", "all")
+_SITE = re.compile(r"(?:^|\.)blocks\.(\d+)\.(.+)$")
+_TL_HEAD = {"attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O"}
+_BRIDGE_HEAD_ROWS = {"attn.q.weight", "attn.k.weight", "attn.v.weight"}
+
+
+class ModelDims(NamedTuple):
+    """Sizes read from a model, its ``cfg`` or a config mapping (``None`` when unknown)."""
+
+    n_layers: int | None = None
+    n_heads: int | None = None
+    d_mlp: int | None = None
+    d_model: int | None = None
+
+
+def model_dims(model: object) -> ModelDims:
+    """Read ``n_layers``, ``n_heads``, ``d_mlp``, ``d_model`` from a model or config.
+
+    Example:
+        >>> model_dims({"n_layers": 2, "n_heads": 4})
+        ModelDims(n_layers=2, n_heads=4, d_mlp=None, d_model=None)
+    """
+    if model is None:
+        return ModelDims()
+    cfg = getattr(model, "cfg", model)
+    values: list[int | None] = []
+    for key in ModelDims._fields:
+        value = cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise CircuitError(f"model config {key}={value!r} is not an integer")
+        values.append(value)
+    return ModelDims(*values)
+
+
+@dataclass
+class NodeView:
+    """Units a subnetwork keeps, their scores, and every unit it could keep."""
+
+    nodes: set[str]
+    scores: dict[str, float] | None = None
+    universe: set[str] | None = None
+    n_layers: int | None = None
+    sites: list[str] = field(default_factory=list)
+    from_masks: bool = False
+
+
+def _as_tensor(value: object, name: str) -> torch.Tensor:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()  # type: ignore[union-attr]
+    try:
+        return torch.as_tensor(value).cpu()
+    except Exception as exc:
+        raise CircuitError(f"mask {name!r} is not a tensor: {type(value).__name__}") from exc
+
+
+def split_masks(
+    tensors: Mapping[str, object],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """Bool or 0/1 tensors are masks; other float tensors are logits (masks = logits > 0).
+
+    Example:
+        >>> import torch
+        >>> masks, logits = split_masks({"blocks.0.attn.hook_z": torch.tensor([0.5, -1.0])})
+        >>> masks["blocks.0.attn.hook_z"].tolist(), logits is not None
+        ([True, False], True)
+    """
+    masks: dict[str, torch.Tensor] = {}
+    logits: dict[str, torch.Tensor] = {}
+    for name, value in tensors.items():
+        t = _as_tensor(value, str(name))
+        if t.dtype.is_floating_point and not bool(((t == 0) | (t == 1)).all()):
+            logits[str(name)] = t.float()
+            masks[str(name)] = t > 0
+        else:
+            masks[str(name)] = t.bool()
+    return masks, (logits or None)
+
+
+def _extract(obj: object) -> tuple[dict, dict | None] | None:
+    """Return ``(masks, logits)`` of a mask-type subnetwork, or ``None`` for anything else."""
+    import torch
+
+    if isinstance(obj, Circuit):
+        return None
+    if isinstance(obj, Mapping):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return split_masks(obj)
+        return None
+    masks = getattr(obj, "masks", None)
+    if not isinstance(masks, Mapping):
+        hard = getattr(obj, "hard", None)
+        masks = hard() if callable(hard) else None
+    if not isinstance(masks, Mapping):
+        return None
+    logits = getattr(obj, "logits", None)
+    masks = {str(k): _as_tensor(v, str(k)).bool() for k, v in masks.items()}
+    if isinstance(logits, Mapping) and logits:
+        logits = {str(k): _as_tensor(v, str(k)).float() for k, v in logits.items()}
+        for k in masks:
+            if k in logits and logits[k].shape != masks[k].shape:
+                raise CircuitError(
+                    f"logits of {k!r} have shape {tuple(logits[k].shape)}, "
+                    f"mask has {tuple(masks[k].shape)}"
+                )
+        return masks, {k: v for k, v in logits.items() if k in masks}
+    return masks, None
+
+
+def _unit_rows(name: str, t: torch.Tensor, n_heads: int | None) -> tuple[str, torch.Tensor] | None:
+    """``(kind, [n_units, entries])`` for one site, ``None`` if the site is no unit."""
+    match = _SITE.search(name)
+    if not match:
+        return None
+    rest = match[2]
+    shape = tuple(t.shape)
+
+    def need(ndim: int, what: str) -> None:
+        if t.ndim != ndim:
+            raise CircuitError(f"mask {name!r} has shape {shape}; expected {what}")
+
+    if rest in _TL_HEAD:
+        need(3, "[n_heads, d_model, d_head] (W_O: [n_heads, d_head, d_model])")
+        return "head", t.reshape(shape[0], -1)
+    if rest == "mlp.W_in":
+        need(2, "[d_model, d_mlp]")
+        return "neuron", t.T
+    if rest in ("mlp.W_out", "mlp.in.weight"):
+        need(2, "[d_mlp, d_model]")
+        return "neuron", t
+    if rest == "mlp.out.weight":
+        need(2, "[d_model, d_mlp]")
+        return "neuron", t.T
+    if rest == "mlp.hook_post":
+        return "neuron", t.reshape(-1, 1)
+    if rest == "attn.hook_z":
+        return "head", t.reshape(-1, 1)
+    if rest in _BRIDGE_HEAD_ROWS or rest == "attn.o.weight":
+        if n_heads is None:
+            raise CircuitError(
+                f"mask {name!r} stacks all heads in one matrix; pass model= (its cfg.n_heads) "
+                "or n_heads= to split it"
+            )
+        need(2, "[n_heads*d_head, d_model] (o.weight: [d_model, n_heads*d_head])")
+        rows = t if rest != "attn.o.weight" else t.T
+        if rows.shape[0] % n_heads:
+            raise CircuitError(
+                f"mask {name!r} of shape {shape} does not split into {n_heads} heads"
+            )
+        return "head", rows.reshape(n_heads, -1)
+    return None
+
+
+def _aggregate(values: torch.Tensor, aggregation: str) -> bool:
+    if aggregation == "any":
+        return bool(values.any())
+    if aggregation == "all":
+        return bool(values.all())
+    return int(values.sum()) * 2 > values.numel()
+
+
+def _score(values: torch.Tensor, aggregation: str) -> float:
+    n = values.numel()
+    k = {"any": 1, "majority": n // 2 + 1, "all": n}[aggregation]
+    return float(values.flatten().topk(k).values[-1])
+
+
+def subnetwork_view(
+    obj: object,
+    *,
+    n_heads: int | None = None,
+    aggregation: str = "any",
+) -> NodeView | None:
+    """The units a mask-type subnetwork keeps; ``None`` if ``obj`` holds no masks.
+
+    Example:
+        >>> import torch
+        >>> view = subnetwork_view({"blocks.1.attn.hook_z": torch.tensor([True, False])})
+        >>> sorted(view.nodes), sorted(view.universe)
+        (['a1.h0'], ['a1.h0', 'a1.h1'])
+    """
+    if aggregation not in AGGREGATIONS:
+        raise CircuitError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    extracted = _extract(obj)
+    if extracted is None:
+        return None
+    masks, logits = extracted
+    gathered: dict[str, list] = {}
+    gathered_logits: dict[str, list] = {}
+    used, skipped = [], []
+    for name, mask in masks.items():
+        rows = _unit_rows(name, mask, n_heads)
+        if rows is None:
+            skipped.append(name)
+            continue
+        kind, table = rows
+        layer = int(_SITE.search(name)[1])  # type: ignore[index]
+        logit_rows = None
+        if logits is not None and name in logits:
+            logit_rows = _unit_rows(name, logits[name], n_heads)
+        used.append(name)
+        for i in range(table.shape[0]):
+            unit = f"a{layer}.h{i}" if kind == "head" else f"m{layer}.n{i}"
+            gathered.setdefault(unit, []).append(table[i].reshape(-1))
+            if logit_rows is not None:
+                gathered_logits.setdefault(unit, []).append(logit_rows[1][i].reshape(-1))
+    if skipped:
+        logger.info("sites that are no head or neuron, skipped: %s", ", ".join(skipped))
+    if not used:
+        raise CircuitError(
+            f"no mask site maps to a head or neuron: {sorted(masks)[:20]}; expected sites like "
+            "blocks.L.attn.hook_z, blocks.L.mlp.hook_post, blocks.L.attn.W_Q or "
+            "blocks.L.attn.q.weight"
+        )
+    return _view(gathered, gathered_logits, aggregation, used)
+
+
+def _view(gathered: dict, gathered_logits: dict, aggregation: str, used: list[str]) -> NodeView:
+    import torch
+
+    nodes: set[str] = set()
+    universe: set[str] = set()
+    scores: dict[str, float] = {}
+    for unit, parts in gathered.items():
+        universe.add(unit)
+        if _aggregate(torch.cat(parts), aggregation):
+            nodes.add(unit)
+        if unit in gathered_logits:
+            scores[unit] = _score(torch.cat(gathered_logits[unit]), aggregation)
+        if unit.count(".n"):
+            mlp = unit.split(".")[0]
+            universe.add(mlp)
+            if unit in nodes:
+                nodes.add(mlp)
+            if unit in scores:
+                scores[mlp] = max(scores.get(mlp, float("-inf")), scores[unit])
+    layers = [int(re.findall(r"\d+", u)[0]) for u in universe]
+    n_layers = max(layers) + 1 if layers else None
+    return NodeView(nodes, scores or None, universe, n_layers, used, from_masks=True)
+
+
+def to_circuit(
+    obj: object, *, model: object = None, n_heads: int | None = None, aggregation: str = "any"
+) -> Circuit:
+    """A :class:`Circuit` of a subnetwork's kept nodes (scored by logits), or ``load(obj)``.
+
+    Example:
+        >>> import torch
+        >>> sorted(to_circuit({"blocks.0.mlp.hook_post": torch.tensor([0, 1])}).nodes)
+        ['m0', 'm0.n1']
+    """
+    from sc_interp.circuits.formats import load
+
+    dims = model_dims(model)
+    view = subnetwork_view(obj, n_heads=n_heads or dims.n_heads, aggregation=aggregation)
+    if view is None:
+        return load(obj, n_layers=dims.n_layers, n_heads=dims.n_heads, d_mlp=dims.d_mlp)
+    return Circuit(frozenset(view.nodes), scores=view.scores or {}, source="subnetwork").validate(
+        n_layers=dims.n_layers, n_heads=dims.n_heads, d_mlp=dims.d_mlp
+    )
