@@ -105,7 +105,7 @@ class MaskSet(nn.Module):
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
         >>> with attach_masks(net, MaskConfig(unit="neuron", targets=["0"])) as masks:
-        ...     masks.eval()
+        ...     _ = masks.eval()
         ...     _ = net(torch.zeros(1, 3))
         >>> list(masks.logits)
         ['0']
