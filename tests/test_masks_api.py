@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import subprocess
@@ -271,3 +272,33 @@ def test_nnsight_trace_interventions_match_attached_masks() -> None:
             plain = model.output.save()
         assert torch.equal(traced, attached)
         assert not torch.allclose(plain, attached)
+
+
+def test_hf_conv1d_weight_and_neuron_sites() -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30, n_positions=8)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    x = torch.randint(0, 30, (2, 5), generator=torch.Generator().manual_seed(0))
+    weights = [s.name for s in sc.list_sites(model, "weight")]
+    assert (
+        "transformer.h.0.attn.c_attn.weight" in weights
+        and "transformer.h.0.mlp.c_fc.weight" in weights
+    )
+    fc = next(s for s in sc.list_sites(model, "neuron") if s.name == "transformer.h.0.mlp.c_fc")
+    assert fc.shape == (64,)
+    plain = model(x).logits
+    manual = copy.deepcopy(model)
+    with torch.no_grad():  # Conv1D weight is [in, out]: unit 3 is column 3
+        manual.transformer.h[0].mlp.c_fc.weight[:, 3] = 0
+        manual.transformer.h[0].mlp.c_fc.bias[3] = 0
+    expected = manual(x).logits
+    assert not torch.allclose(expected, plain)
+    with sc.attach_masks(model, sc.MaskConfig(unit="neuron", targets=[fc.name])) as masks:
+        masks.eval()
+        with torch.no_grad():
+            masks.logits[fc.name][3] = -1.0
+        torch.testing.assert_close(model(x).logits, expected)
+        baked = sc.bake(model, masks)
+        torch.testing.assert_close(baked(x).logits, expected)
+    assert torch.equal(model(x).logits, plain)
