@@ -142,6 +142,7 @@ def test_compositionality(
     n_boot: int = 1000,
     random_init: Callable[[nn.Module, int], nn.Module] = reinitialize,
     seed: int = 0,
+    progress: bool = False,
 ) -> CompositionalityReport:
     """Test structural compositionality of subroutines ``a`` and ``b``.
 
@@ -159,6 +160,7 @@ def test_compositionality(
         n_boot: bootstrap draws.
         random_init: builds the untrained copy for the random-init control.
         seed: seeds the bootstrap.
+        progress: show a progress bar over (model, arm) analyses.
 
     Returns:
         A :class:`CompositionalityReport` (``.table``, ``.summary``, ``.verdict``,
@@ -176,17 +178,29 @@ def test_compositionality(
     mask = mask or MaskConfig(unit="neuron")
     train = train or TrainConfig(progress=False)
     rows, subs, examples = [], {}, {}
+    arm_names = ["trained"] + (["random_init"] if "random_init" in controls else [])
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(model_list) * len(arm_names), desc="compositionality", unit="model")
     for i, model in enumerate(model_list):
         arms = [("trained", model)]
         if "random_init" in controls:
             arms.append(("random_init", random_init(resolve(model), seed + i)))
         for kind, m in arms:
+            if bar is not None:
+                bar.set_postfix(model=i, arm=kind)
             r, s, e = _rows_for(
                 m, kind, i, (a, b), mask, train, seed_list, controls, n_random, method
             )
             rows += r
             subs.update(s)
             examples.update(e)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     return CompositionalityReport.build(
         rows, subs, examples, chance={a.name: a.chance, b.name: b.chance},
         margin=margin, n_boot=n_boot, seed=seed,
