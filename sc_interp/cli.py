@@ -14,15 +14,24 @@ app = typer.Typer(
 )
 
 
+TASK_NAMES = ("sva", "anaphora", "inside-contact", "inside-number", "number-contact")
+
+
 @app.command()
 def demo(
+    task: str = typer.Option("sva", "--task", help=f"Paper task: one of {', '.join(TASK_NAMES)}."),
+    out: str = typer.Option("sc_interp_demo", "--out", help="Directory for the report."),
     quick: bool = typer.Option(False, "--quick", help="Smallest sizes (for CI)."),
+    seed: int = typer.Option(0, help="Seed of data, model and masks."),
 ) -> None:
-    """Attach neuron masks to a tiny TransformerLens model, check them, detach."""
-    from sc_interp._demo import attach_demo
+    """Train a tiny model on a compound task and test structural compositionality."""
+    from sc_interp.demo import run_demo
 
-    for line in attach_demo(quick=quick):
-        typer.echo(line)
+    if task not in TASK_NAMES:
+        raise typer.BadParameter(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
+    for item in run_demo(task, out=out, quick=quick, seed=seed):
+        if isinstance(item, str):
+            typer.echo(item)
 
 
 @app.command()

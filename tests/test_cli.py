@@ -47,6 +47,15 @@ def test_train_bad_file(tmp_path) -> None:
     assert "must define `model`" in str(result.exception)
 
 
-def test_demo_quick() -> None:
-    result = runner.invoke(app, ["demo", "--quick"])
+def test_demo_quick_writes_report(tmp_path) -> None:
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
+    assert "verdict for 'subject'" in result.output and "verdict for 'verb'" in result.output
+    for name in ("report.md", "report.png", "table.csv", "summary.csv", "overlap.csv"):
+        assert (tmp_path / "demo" / name).exists()
+
+
+def test_demo_unknown_task() -> None:
+    result = runner.invoke(app, ["demo", "--task", "nope"])
+    assert result.exit_code != 0
+    assert "sva" in result.output
