@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,12 @@ class CompositionalityReport:
             im = ax.imshow(
                 pivot.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto"
             )
-            ax.set_yticks(range(len(pivot.index)), list(pivot.index), fontsize=6)
+            labels = list(pivot.index)
+            common = os.path.commonprefix(labels)
+            common = common[: common.rfind(".") + 1] if len(labels) > 1 else ""
+            ax.set_yticks(range(len(labels)), [name[len(common) :] for name in labels], fontsize=6)
+            if common:
+                ax.set_ylabel(f"site ({common}...)", fontsize=7)
             ax.set_xticks(range(len(pivot.columns)), list(pivot.columns))
             fig.colorbar(im, ax=ax, label="IoU(A mask, B mask)")
         ax.set_title("mask overlap per site")
