@@ -135,7 +135,7 @@ class CompositionalityReport:
                 pivot.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto"
             )
             labels = list(pivot.index)
-            common = os.path.commonprefix(labels)
+            common = os.path.commonprefix(labels)  # noqa: RUF071 - character prefix is meant
             common = common[: common.rfind(".") + 1] if len(labels) > 1 else ""
             ax.set_yticks(range(len(labels)), [name[len(common) :] for name in labels], fontsize=6)
             if common:
