@@ -23,13 +23,18 @@ def demo(
     out: str = typer.Option("sc_interp_demo", "--out", help="Directory for the report."),
     quick: bool = typer.Option(False, "--quick", help="Smallest sizes (for CI)."),
     seed: int = typer.Option(0, help="Seed of data, model and masks."),
+    arm: str = typer.Option(
+        "scratch", help="scratch, or pretrained (language modelling / SimCLR first)."
+    ),
 ) -> None:
     """Train a tiny model on a compound task and test structural compositionality."""
     from sc_interp.demo import run_demo
 
     if task not in TASK_NAMES:
         raise typer.BadParameter(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
-    for item in run_demo(task, out=out, quick=quick, seed=seed):
+    if arm not in ("scratch", "pretrained"):
+        raise typer.BadParameter(f"arm must be 'scratch' or 'pretrained', got {arm!r}")
+    for item in run_demo(task, out=out, quick=quick, seed=seed, arm=arm):
         if isinstance(item, str):
             typer.echo(item)
 

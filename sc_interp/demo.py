@@ -48,6 +48,7 @@ def run_demo(
     quick: bool = False,
     seed: int = 0,
     unit: str = "weight",
+    arm: str = "scratch",
 ) -> Iterator[str | CompositionalityReport]:
     """Yield printable lines as the demo runs; the last item is the report."""
     from sc_interp.tasks import build_task_model, make_task, task_accuracy
@@ -59,10 +60,10 @@ def run_demo(
         f"task {task.name!r} ({task.kind}): odd-one-out among 4; subroutines "
         f"A={task.a.name!r}, B={task.b.name!r}; {settings.n_train} train / {settings.n_test} test each"
     )
-    model = build_task_model(task, arm="scratch", seed=seed, quick=quick, progress=True)
+    model = build_task_model(task, arm=arm, seed=seed, quick=quick, progress=True)  # type: ignore[arg-type]
     accs = {p: task_accuracy(model, task.part(p)) for p in ("a", "b", "compound")}
     yield (
-        f"trained a tiny {task.kind} model from scratch ({time.perf_counter() - start:.0f} s): "
+        f"trained a tiny {task.kind} model ({arm}) ({time.perf_counter() - start:.0f} s): "
         f"test accuracy {task.a.name} {accs['a']:.2f}, {task.b.name} {accs['b']:.2f}, "
         f"compound {accs['compound']:.2f} (chance 0.25)"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -59,3 +60,20 @@ def test_demo_unknown_task() -> None:
     result = runner.invoke(app, ["demo", "--task", "nope"])
     assert result.exit_code != 0
     assert "sva" in result.output
+
+
+@pytest.mark.slow
+def test_full_demo_shows_the_signature_and_controls_do_not(tmp_path) -> None:
+    from sc_interp.demo import run_demo
+
+    *_, report = run_demo("sva", out=tmp_path / "demo")
+    assert isinstance(report, sc.CompositionalityReport)
+    assert report.verdict == {"subject": "compositional", "verb": "compositional"}
+    summary = report.summary.set_index(["kind", "subroutine"])
+    for sub in ("subject", "verb"):
+        assert summary.loc[("trained", sub), "sub_delta_lo"] > 0
+        assert summary.loc[("trained", sub), "abl_delta_hi"] < 0
+        assert summary.loc[("random_init", sub), "verdict"] != "compositional"
+    trained = report.table[report.table["kind"] == "trained"]
+    # the size-matched random subnetworks do not have the learned masks' selective effect
+    assert (trained["random_effect_p95"] < trained["selective_effect"]).mean() >= 0.5
