@@ -8,6 +8,7 @@ renders candidates that have exactly those properties.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -215,3 +216,34 @@ def sample_design(
     props[rows, labels, 0] = odd_a
     props[rows, labels, 1] = 1 - odd_a
     return props, labels
+
+
+def assemble_parts(
+    names: tuple[str, str, str],
+    n_train: int,
+    n_test: int,
+    generator: torch.Generator,
+    rule: Rule,
+    render: Callable[[Tensor, int], Tensor],
+) -> tuple[dict[str, TaskData], dict[str, dict[str, Tensor]]]:
+    """Sample the A, B and compound sub-datasets of a task.
+
+    Args:
+        names: the names of the A, B and compound parts.
+        render: ``(properties [n * 4, 2], n) -> inputs [n, 4, ...]`` draws the candidates.
+
+    Returns:
+        The three :class:`TaskData` keyed by part, and the ground-truth properties
+        ``[n, 4, 2]`` keyed by part and split.
+    """
+    datasets: dict[str, TaskData] = {}
+    truth: dict[str, dict[str, Tensor]] = {}
+    for part, part_name in zip(PARTS, names, strict=True):
+        splits: dict[str, tuple[Tensor, Tensor]] = {}
+        truth[part] = {}
+        for split, n in (("train", n_train), ("test", n_test)):
+            props, labels = sample_design(n, part, generator, rule)
+            splits[split] = (render(props.reshape(-1, 2), n), labels)
+            truth[part][split] = props
+        datasets[part] = TaskData(part_name, splits["train"], splits["test"])
+    return datasets, truth

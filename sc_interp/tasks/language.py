@@ -24,7 +24,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from sc_interp.errors import ConfigError
-from sc_interp.tasks._base import PARTS, CompoundTask, Rule, TaskData, sample_design
+from sc_interp.tasks._base import CompoundTask, Rule, assemble_parts
 
 PAD, BOS, CLS = "<pad>", "<bos>", "<cls>"
 SPECIALS = (PAD, BOS, CLS)
@@ -254,20 +254,13 @@ def make_language_task(
     generator = torch.Generator().manual_seed(seed)
     vocab = build_vocab()
     names = (*LANGUAGE_TASKS[name], "compound")
-    datasets: dict[str, TaskData] = {}
-    truth: dict[str, dict[str, Tensor]] = {}
-    for part, part_name in zip(PARTS, names, strict=True):
-        splits: dict[str, tuple[Tensor, Tensor]] = {}
-        truth[part] = {}
-        for split, n in (("train", n_train), ("test", n_test)):
-            props, labels = sample_design(n, part, generator, rule)
-            word_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-            tokens = sample_sentences(
-                name, props.reshape(-1, 2), seed=word_seed, vocab=vocab, max_len=max_len
-            )
-            splits[split] = (tokens.reshape(n, 4, max_len), labels)
-            truth[part][split] = props
-        datasets[part] = TaskData(part_name, splits["train"], splits["test"])
+
+    def render(props: Tensor, n: int) -> Tensor:
+        word_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        tokens = sample_sentences(name, props, seed=word_seed, vocab=vocab, max_len=max_len)
+        return tokens.reshape(n, 4, max_len)
+
+    datasets, truth = assemble_parts(names, n_train, n_test, generator, rule, render)  # type: ignore[arg-type]
     meta = {
         "property_names": LANGUAGE_TASKS[name],
         "rule": rule,

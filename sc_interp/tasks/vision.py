@@ -30,7 +30,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from sc_interp.errors import ConfigError, DataError
-from sc_interp.tasks._base import PARTS, CompoundTask, Rule, TaskData, sample_design
+from sc_interp.tasks._base import CompoundTask, Rule, assemble_parts
 from sc_interp.tasks._raster import (
     BLOB,
     CIRCLE,
@@ -269,19 +269,12 @@ def make_vision_task(
         raise ConfigError(f"unknown vision task {name!r}; available: {sorted(VISION_TASKS)}")
     generator = torch.Generator().manual_seed(seed)
     names = (*VISION_TASKS[name], "compound")
-    datasets: dict[str, TaskData] = {}
-    truth: dict[str, dict[str, Tensor]] = {}
-    for part, part_name in zip(PARTS, names, strict=True):
-        splits: dict[str, tuple[Tensor, Tensor]] = {}
-        truth[part] = {}
-        for split, n in (("train", n_train), ("test", n_test)):
-            props, labels = sample_design(n, part, generator, rule)
-            scenes = sample_scenes(
-                name, props.reshape(-1, 2), generator=generator, size=size, gap=gap
-            )
-            splits[split] = (scenes.images.reshape(n, 4, 1, size, size), labels)
-            truth[part][split] = props
-        datasets[part] = TaskData(part_name, splits["train"], splits["test"])
+
+    def render(props: Tensor, n: int) -> Tensor:
+        scenes = sample_scenes(name, props, generator=generator, size=size, gap=gap)
+        return scenes.images.reshape(n, 4, 1, size, size)
+
+    datasets, truth = assemble_parts(names, n_train, n_test, generator, rule, render)  # type: ignore[arg-type]
     meta = {
         "property_names": VISION_TASKS[name],
         "rule": rule,
