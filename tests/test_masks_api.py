@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TinyNet, make_torch, needs_tl4, token_input, torch_input
+from conftest import TinyNet, make_torch, needs_nnsight, needs_tl4, token_input, torch_input
 from torch import nn
 
 import sc_interp as sc
@@ -302,3 +302,51 @@ def test_hf_conv1d_weight_and_neuron_sites() -> None:
         baked = sc.bake(model, masks)
         torch.testing.assert_close(baked(x).logits, expected)
     assert torch.equal(model(x).logits, plain)
+
+
+@needs_nnsight
+def test_nnsight_language_model_offline() -> None:
+    transformers = pytest.importorskip("transformers")
+    from nnsight import LanguageModel
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    words = ["[UNK]", "[PAD]", "the", "cat", "dog", "runs", "sleeps"]
+    tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()  # type: ignore[assignment]
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]"
+    )
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(
+        n_layer=1, n_embd=16, n_head=2, vocab_size=len(words), n_positions=16
+    )
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    with pytest.warns(Warning):  # nnsight 0.8 deprecates LanguageModel but it still works
+        lm = LanguageModel(hf, tokenizer=tok)
+    site = "transformer.h.0.mlp.c_fc"
+
+    def run() -> torch.Tensor:
+        with lm.trace("the cat runs"):
+            out = lm.output.logits.save()
+        return out.detach()
+
+    plain = run()
+    manual = copy.deepcopy(hf)
+    with torch.no_grad():
+        manual.transformer.h[0].mlp.c_fc.weight[:, :32] = 0
+        manual.transformer.h[0].mlp.c_fc.bias[:32] = 0
+    expected = manual(tok("the cat runs", return_tensors="pt")["input_ids"]).logits.detach()
+    state = {k: v.clone() for k, v in hf.state_dict().items()}
+    with sc.attach_masks(lm, sc.MaskConfig(unit="neuron", targets=[site])) as masks:
+        masks.eval()
+        with torch.no_grad():
+            masks.logits[site][:32] = -1.0
+        torch.testing.assert_close(run(), expected)
+    assert torch.equal(run(), plain)
+    assert all(torch.equal(hf.state_dict()[k], v) for k, v in state.items())
+    with lm.trace("the cat runs"):
+        sc.apply_in_trace(lm, masks)
+        traced = lm.output.logits.save()
+    torch.testing.assert_close(traced.detach(), expected)

@@ -198,3 +198,14 @@ def test_bridge_mask_recovers_planted_heads_and_neurons(unit: str, planted: list
     with sc.ablate(model, sub):
         assert sc.evaluate(model, task_a).accuracy < 0.6
         assert sc.evaluate(model, task_b).accuracy > 0.95
+
+
+def test_train_and_evaluate_through_nnsight(mlp_and_tasks) -> None:
+    nnsight = pytest.importorskip("nnsight")
+    net, task_a, task_b = mlp_and_tasks
+    wrapped = nnsight.NNsight(net)
+    assert sc.evaluate(wrapped, task_a) == sc.evaluate(net, task_a)
+    sub = sc.train_masks(wrapped, sc.MaskConfig(unit="neuron", targets=["0"]), task_a, FAST)
+    assert sub.masks["0"][:8].all() and not sub.masks["0"][8:].any()
+    with sc.ablate(wrapped, sub):
+        assert sc.evaluate(wrapped, task_b).accuracy > 0.95

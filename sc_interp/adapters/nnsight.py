@@ -15,9 +15,13 @@ from torch import nn
 
 
 def is_nnsight(model: object) -> bool:
-    """True for an nnsight ``Envoy`` root (``NNsight``, ``LanguageModel``...)."""
+    """True for an nnsight wrapper: any ``Envoy`` (``NNsight``, ``LanguageModel``...).
+
+    In nnsight 0.8 ``LanguageModel`` does not derive from ``NNsight``; both derive from
+    ``nnsight.intervention.envoy.Envoy``.
+    """
     return any(
-        cls.__module__.startswith("nnsight") and cls.__name__ == "NNsight"
+        cls.__module__.startswith("nnsight") and cls.__name__ in ("Envoy", "NNsight")
         for cls in type(model).__mro__
     )
 
