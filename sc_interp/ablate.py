@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sc_interp._run import forward
 from sc_interp.adapters import find_sites, resolve
 from sc_interp.data import Subtask
 from sc_interp.errors import ConfigError
@@ -153,8 +154,6 @@ def _set_replacements(model: object, masks: MaskSet, method: str, data: Any, see
 
 def record_activations(model: object, masks: MaskSet, inputs: Tensor) -> dict[str, Tensor]:
     """Unmasked activations at every site of ``masks`` for ``inputs`` (batched run)."""
-    from sc_interp.train import _forward
-
     store: dict[str, list[Tensor]] = {name: [] for name in masks.sites}
     handles = []
     root = masks.model
@@ -168,7 +167,7 @@ def record_activations(model: object, masks: MaskSet, inputs: Tensor) -> dict[st
     try:
         with masks.disabled(), torch.no_grad():
             for start in range(0, len(inputs), 256):
-                _forward(model, inputs[start : start + 256])
+                forward(model, inputs[start : start + 256])
     finally:
         for h in handles:
             h.remove()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sc_interp._run import forward
 from sc_interp.ablate import ablate, isolate
 from sc_interp.adapters import resolve
 from sc_interp.data import Subtask
@@ -36,16 +37,14 @@ CONTROLS = ("random_init", "random_subnetwork")
 @torch.no_grad()
 def correctness(model: object, task: Subtask) -> np.ndarray:
     """Per-example 0/1 correctness of ``model`` on ``task``'s test split."""
-    from sc_interp.train import _forward
-
     root = resolve(model)
     flags = {m: m.training for m in root.modules()}
     root.eval()
     try:
         out = []
         for x, y in task.batches("test"):
-            logits = task.logits(_forward(model, x))
-            out.append((logits.argmax(-1) == y).cpu().numpy())
+            logits = task.logits(forward(model, x))
+            out.append((logits.argmax(-1) == y.to(logits.device)).cpu().numpy())
     finally:
         for m, flag in flags.items():
             m.training = flag

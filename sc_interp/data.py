@@ -118,6 +118,7 @@ class Subtask:
 
     def compute_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Apply the loss, checking labels against the number of classes."""
+        labels = labels.to(logits.device)
         if self.loss is None:
             check_labels(labels, logits.shape[-1], self.name)
             return F.cross_entropy(logits.float(), labels)
@@ -125,6 +126,7 @@ class Subtask:
 
     def compute_metric(self, logits: Tensor, labels: Tensor) -> float:
         """Apply the metric (default accuracy)."""
+        labels = labels.to(logits.device)
         if self.metric is None:
             check_labels(labels, logits.shape[-1], self.name)
             return accuracy(logits, labels)

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from sc_interp._run import forward
 from sc_interp.adapters import resolve
-from sc_interp.adapters.nnsight import is_nnsight
 from sc_interp.data import Subtask, floor_at_chance
 from sc_interp.errors import ConfigError, TrainingError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
@@ -107,7 +107,7 @@ def evaluate(model: object, task: Subtask, split: str = "test") -> Evaluation:
         total_metric = total_loss = 0.0
         n = 0
         for x, y in task.batches(split):
-            logits = task.logits(_forward(model, x))
+            logits = task.logits(forward(model, x))
             total_loss += float(task.compute_loss(logits, y)) * len(y)
             total_metric += task.compute_metric(logits, y) * len(y)
             n += len(y)
@@ -116,14 +116,6 @@ def evaluate(model: object, task: Subtask, split: str = "test") -> Evaluation:
             m.training = flag
     acc = total_metric / n
     return Evaluation(task.name, split, acc, total_loss / n, floor_at_chance(acc, task.chance), n)
-
-
-def _forward(model: object, x: torch.Tensor) -> object:
-    if not is_nnsight(model):
-        return model(x)  # type: ignore[operator]
-    with model.trace(x):  # type: ignore[attr-defined]  # nnsight wrapper
-        out = model.output.save()  # type: ignore[attr-defined]
-    return out
 
 
 def train_masks(
@@ -218,7 +210,7 @@ def _epoch(
     total = task_total = correct = 0.0
     n = 0
     for step, (x, y) in enumerate(task.batches("train", shuffle=True, generator=generator)):
-        logits = task.logits(_forward(model, x))
+        logits = task.logits(forward(model, x))
         task_loss = task.compute_loss(logits, y)
         loss = task_loss + train.l0 * masks.l0(normalize=train.l0_mean)
         if not torch.isfinite(loss):
