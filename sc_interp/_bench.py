@@ -132,12 +132,20 @@ TARGETS = {
 }
 
 
-def overhead_table(steps: int = 20, batch: int = 32) -> str:
-    """The benchmark as a printable table."""
+def overhead_table(steps: int = 20, batch: int = 32, memory: bool = False) -> str:
+    """The benchmark as a printable table (with peak-memory ratios when ``memory``)."""
     ratios = overhead_ratios(steps=steps, batch=batch)
+    targets = dict(TARGETS)
+    if memory:
+        from sc_interp._bench_memory import memory_ratios
+
+        for key, value in memory_ratios(batch=batch).items():
+            ratios[key] = value
+            if key.startswith("peak memory"):
+                targets[key] = 1.3
     lines = [f"{'measure':45s} {'value':>9s} {'target':>8s}"]
     for key, value in ratios.items():
-        target = TARGETS.get(key)
+        target = targets.get(key)
         bound = f"<= {target:.2f}" if target else ""
         lines.append(f"{key:45s} {value:9.3f} {bound:>8s}")
     return "\n".join(lines)

@@ -93,11 +93,12 @@ def compare(
 def bench(
     steps: int = typer.Option(20, help="Timed steps per variant."),
     batch: int = typer.Option(32, help="Batch size."),
+    memory: bool = typer.Option(False, "--memory", help="Also measure peak memory (Linux)."),
 ) -> None:
     """Time mask training steps against plain forward+backward floors (ratios)."""
     from sc_interp._bench import overhead_table
 
-    typer.echo(overhead_table(steps=steps, batch=batch))
+    typer.echo(overhead_table(steps=steps, batch=batch, memory=memory))
 
 
 def main() -> None:

@@ -77,3 +77,15 @@ def test_full_demo_shows_the_signature_and_controls_do_not(tmp_path) -> None:
     trained = report.table[report.table["kind"] == "trained"]
     # the size-matched random subnetworks do not have the learned masks' selective effect
     assert (trained["random_effect_p95"] < trained["selective_effect"]).mean() >= 0.5
+
+
+def test_bench_prints_ratios_against_floors() -> None:
+    result = runner.invoke(app, ["bench", "--steps", "1", "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    for key in (
+        "neuron mask step / frozen floor",
+        "weight mask step / fine-tune floor",
+        "hard-mask forward / plain forward",
+    ):
+        line = next(x for x in result.output.splitlines() if x.startswith(key))
+        assert float(line.split()[-3 if "<=" in line else -1]) > 0

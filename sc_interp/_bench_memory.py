@@ -1,0 +1,101 @@
+"""Peak-memory benchmark: each variant in a fresh process, peak RSS growth over its floor.
+
+Linux only (reads ``/proc/self/status`` and resets the peak through ``clear_refs``). The
+measure is the peak resident memory during a few steps minus the resident memory once the
+model and batch exist; mask training is compared with the matching floor (neuron/head:
+frozen model with gradients to activations; weight: fine-tuning every weight).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+_VARIANTS = (
+    "frozen floor",
+    "neuron mask step",
+    "head mask step",
+    "finetune floor",
+    "weight mask step",
+)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def child(variant: str, batch: int, seq: int, steps: int = 3) -> None:
+    """Run ``variant`` and print its peak memory growth and mask/optimiser bytes (JSON)."""
+    import torch
+
+    from sc_interp._bench import _embed_requires_grad, _loss
+    from sc_interp._demo import tiny_bridge
+    from sc_interp.masks import MaskConfig, attach_masks
+
+    torch.manual_seed(0)
+    model = tiny_bridge(
+        0, d_model=128, d_head=32, n_heads=4, n_layers=4, n_ctx=seq, d_vocab=500, d_mlp=512
+    )
+    tokens = torch.randint(0, 500, (batch, seq), generator=torch.Generator().manual_seed(0))
+    params = list(model.parameters())
+    state_bytes = 0
+    if variant == "finetune floor":
+        opt = torch.optim.Adam(params, lr=1e-4)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            _loss(model, tokens).backward()
+            opt.step()
+    elif variant == "frozen floor":
+        for p in params:
+            p.requires_grad_(False)
+        _embed_requires_grad(model)
+
+        def step() -> None:
+            _loss(model, tokens).backward()
+    else:
+        masks = attach_masks(model, MaskConfig(unit=variant.split()[0]))
+        masks.train()
+        opt = torch.optim.Adam(masks.parameters(), lr=1e-2)
+        # the logits, their gradients and Adam's two moments: allowed on top of the floor
+        state_bytes = 4 * 4 * sum(p.numel() for p in masks.parameters())
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            (_loss(model, tokens) + 1e-8 * masks.l0()).backward()
+            opt.step()
+
+    base = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    for _ in range(steps):
+        step()
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"extra": (peak - base) * 1024, "state": state_bytes}))
+
+
+def memory_ratios(batch: int = 32, seq: int = 32) -> dict[str, float]:
+    """Peak-memory ratios of mask training to the matching floor (fresh process each)."""
+    extra: dict[str, dict[str, int]] = {}
+    for variant in _VARIANTS:
+        code = f"from sc_interp._bench_memory import child; child({variant!r}, {batch}, {seq})"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        extra[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+    ratios = {}
+    for variant, floor in (("neuron mask step", "frozen floor"), ("head mask step", "frozen floor"),
+                           ("weight mask step", "finetune floor")):  # fmt: skip
+        e, f = extra[variant], extra[floor]["extra"]
+        ratios[f"peak memory: {variant} / {floor}"] = e["extra"] / f
+        label = (
+            f"  {variant.split()[0]}, less mask + optimiser state ({e['state'] / 2**20:.1f} MiB)"
+        )
+        ratios[label] = (e["extra"] - e["state"]) / f
+    for variant, e in extra.items():
+        ratios[f"peak MiB over model: {variant}"] = e["extra"] / 2**20
+    return ratios
