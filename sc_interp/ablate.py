@@ -138,9 +138,8 @@ def _set_replacements(model: object, masks: MaskSet, method: str, data: Any, see
         for name, site in masks.sites.items():
             masks.set_replacement(name, _fresh_init(masks.model, site, generator))
         return
-    inputs = data.train[0] if isinstance(data, Subtask) and isinstance(data.train, tuple) else data
-    if isinstance(data, Subtask) and not isinstance(data.train, tuple):
-        inputs = torch.cat([x for x, _ in data.batches("train")])
+    # a Subtask contributes its training inputs, whatever form its data takes
+    inputs = torch.cat([x for x, _ in data.batches("train")]) if isinstance(data, Subtask) else data
     if not isinstance(inputs, Tensor) or len(inputs) == 0:
         raise ConfigError("mean/resample need data as a non-empty input tensor or a Subtask")
     recorded = record_activations(model, masks, inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,7 @@ class CompositionalityReport:
             entry["verdict"] = stats.verdict(
                 (entry["sub_delta_lo"], entry["sub_delta_hi"]),
                 (entry["abl_delta_lo"], entry["abl_delta_hi"]),
-                bool(beats > 0.5) if beats == beats else False,
+                bool(beats > 0.5) if not math.isnan(beats) else False,
                 margin,
             )
             summary_rows.append(entry)

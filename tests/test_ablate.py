@@ -157,3 +157,19 @@ def test_head_mean_ablation_on_bridge(bridge) -> None:
     heads = {"blocks.0.attn.hook_z": torch.tensor([True, False, True, True])}
     with sc.isolate(bridge, _sub("head", heads), "mean", data=data):
         torch.testing.assert_close(bridge(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_mean_ablation_accepts_a_subtask_as_data() -> None:
+    model, x = make_torch(), torch_input()
+    data = torch.randn(40, 1, 4, 4, generator=torch.Generator().manual_seed(5))
+    task = sc.Subtask(
+        "t",
+        (data, torch.zeros(40, dtype=torch.long)),
+        (x, torch.zeros(5, dtype=torch.long)),
+        batch_size=16,
+    )
+    sub = _sub("neuron", {"fc1": _fc1_units([0, 1, 2])})
+    with sc.ablate(model, sub, "mean", data=data):
+        expected = model(x)
+    with sc.ablate(model, sub, "mean", data=task):
+        torch.testing.assert_close(model(x), expected)
