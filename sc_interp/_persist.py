@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,14 @@ def write_safetensors(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: json.dumps(v) for k, v in metadata.items()}
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), meta)
+    # write beside the target and rename, so a failure never leaves a half-written file
+    # where the user's previous one was
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

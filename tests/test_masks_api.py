@@ -350,3 +350,19 @@ def test_nnsight_language_model_offline() -> None:
         sc.apply_in_trace(lm, masks)
         traced = lm.output.logits.save()
     torch.testing.assert_close(traced.detach(), expected)
+
+
+def test_failed_save_leaves_the_previous_file(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "m.safetensors"
+    with sc.attach_masks(make_torch(), sc.MaskConfig(unit="neuron")) as masks:
+        masks.save(path)
+        before = path.read_bytes()
+
+        def boom(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr("safetensors.torch.save_file", boom)
+        with pytest.raises(OSError, match="disk full"):
+            masks.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
