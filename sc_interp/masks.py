@@ -118,14 +118,12 @@ class MaskSet(nn.Module):
         self.relaxation: Relaxation = get_relaxation(config.relaxation)
         self.beta = 1.0
         self.generator = torch.Generator().manual_seed(seed)
-        self._params = nn.ParameterList()
-        devices = {}
-        for site in sites:
-            device = _site_device(root, site)
-            devices[site.name] = device
-            self._params.append(
-                nn.Parameter(torch.full(site.shape, float(config.init), device=device))
+        self._params = nn.ParameterList(
+            nn.Parameter(
+                torch.full(site.shape, float(config.init), device=_site_device(root, site))
             )
+            for site in sites
+        )
         self._by_name: dict[str, nn.Parameter] = dict(zip(self.sites, self._params, strict=True))
         self._root = [root]  # a list, so the model is not registered as a submodule
         self._disabled = False
@@ -192,7 +190,8 @@ class MaskSet(nn.Module):
         cacheable = not self.training and not (torch.is_grad_enabled() and weight.requires_grad)
         if cacheable:
             logits = self._by_name[name]
-            key = (weight._version, logits._version, id(replacement))
+            # ``model.to(...)`` may swap a parameter's data without bumping its version
+            key = (weight._version, logits._version, id(replacement), weight.device, weight.dtype)
             cached = self._weight_cache.get(name)
             # holding ``weight`` in the cache keeps its id from being reused by a new tensor
             if cached is not None and cached[0] == key and cached[2] is weight:

@@ -366,3 +366,12 @@ def test_failed_save_leaves_the_previous_file(tmp_path, monkeypatch) -> None:
             masks.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_eval_cache_follows_a_dtype_change_of_the_model() -> None:
+    model, x = make_torch(), torch_input()
+    with sc.attach_masks(model, sc.MaskConfig(unit="weight", targets=["fc1.weight"])) as masks:
+        masks.eval()
+        model(x)  # fills the cache in float32
+        model.double()
+        assert model(x.double()).dtype == torch.float64
