@@ -123,3 +123,23 @@ def test_bootstrap_reproducible_and_sensible() -> None:
 )
 def test_verdict_rule(sub, abl, beats, expected) -> None:
     assert stats.verdict(sub, abl, beats) == expected
+
+
+def test_mean_ablation_method_runs_end_to_end() -> None:
+    a, b = planted_tasks()
+    report = sc.test_compositionality(
+        planted_mlp(),
+        a,
+        b,
+        mask=MASK,
+        train=TRAIN,
+        seeds=1,
+        controls=("random_subnetwork",),
+        method="mean",
+        n_boot=100,
+    )
+    assert report.verdict == {"A": "compositional", "B": "compositional"}
+
+
+def test_not_collected_by_pytest() -> None:
+    assert sc.test_compositionality.__test__ is False  # type: ignore[attr-defined]
