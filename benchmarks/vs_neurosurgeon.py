@@ -193,7 +193,9 @@ def run_case(case: Case, steps: int, warmup: int = 3) -> dict[str, Any]:
 
     def sc_step() -> None:
         sc_opt.zero_grad(set_to_none=True)
-        (case.loss(sc_model, inputs) + L0_WEIGHT * masks.l0()).backward()
+        with masks.step() as step:  # as train_masks does: L0 reuses the forward's soft masks
+            loss = case.loss(sc_model, inputs) + L0_WEIGHT * step.l0()
+        loss.backward()
         sc_opt.step()
 
     def ns_step() -> None:

@@ -70,7 +70,9 @@ def overhead_ratios(
         masks.train()
         optimizer = current["optimizer"]
         optimizer.zero_grad(set_to_none=True)  # type: ignore[attr-defined]
-        (_loss(model, tokens) + 1e-8 * masks.l0()).backward()
+        with masks.step() as step:
+            loss = _loss(model, tokens) + 1e-8 * step.l0()
+        loss.backward()
         optimizer.step()  # type: ignore[attr-defined]
 
     def hard_forward() -> None:

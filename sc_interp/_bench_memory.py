@@ -67,7 +67,9 @@ def child(variant: str, batch: int, seq: int, steps: int = 3) -> None:
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            (_loss(model, tokens) + 1e-8 * masks.l0()).backward()
+            with masks.step() as masks_step:
+                loss = _loss(model, tokens) + 1e-8 * masks_step.l0()
+            loss.backward()
             opt.step()
 
     base = _status_kib("VmRSS")

@@ -132,6 +132,7 @@ class MaskSet(nn.Module):
         self._hard_cache: dict[str, tuple[tuple[int, int], Tensor]] = {}
         self._weight_cache: dict[str, tuple[tuple[Any, ...], Tensor, Tensor]] = {}
         self._handles: list[_hooks.Handle] = []
+        self._recorded: dict[str, tuple[Tensor, int, float]] | None = None
 
     # ----------------------------------------------------------------- views
     @property
@@ -167,13 +168,38 @@ class MaskSet(nn.Module):
             return total / sum(p.numel() for p in self._params)
         return total
 
+    @contextlib.contextmanager
+    def step(self) -> Iterator[TrainingStep]:
+        """One training step: the L0 penalty reuses the soft masks the forward computed.
+
+        With continuous sparsification the training mask *is* the L0 density, so
+        ``step.l0()`` sums the masks the forward already built instead of computing a
+        second sigmoid (and its backward) over every mask entry. Sites the forward did not
+        reach, and other relaxations, fall back to :meth:`l0`.
+
+        Example:
+            >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+            >>> with attach_masks(net, MaskConfig(unit="neuron")) as masks:
+            ...     with masks.step() as step:
+            ...         loss = net(torch.ones(1, 3)).sum() + 1e-3 * step.l0()
+            ...     loss.backward()
+        """
+        previous, self._recorded = self._recorded, {}
+        try:
+            yield TrainingStep(self, self._recorded)
+        finally:
+            self._recorded = previous
+
     def mask(self, name: str) -> Tensor:
         """The mask now in force at site ``name`` (soft in train mode, 0/1 in eval)."""
         logits = self._by_name[name]
         if self.training:
-            return self.relaxation.mask(
+            mask = self.relaxation.mask(
                 logits, training=True, beta=self.beta, generator=self.generator
             )
+            if self._recorded is not None:
+                self._recorded[name] = (mask, logits._version, self.beta)
+            return mask
         # cached until the logits are edited (in-place edits bump ``_version``)
         key = (id(logits), logits._version)
         cached = self._hard_cache.get(name)
@@ -287,6 +313,30 @@ class MaskSet(nn.Module):
         if len(self.sites) > 12:
             lines.append(f"  ... {len(self.sites) - 12} more sites")
         return "\n".join(lines)
+
+
+class TrainingStep:
+    """Handle of :meth:`MaskSet.step`: the L0 penalty of this step's forward."""
+
+    def __init__(self, masks: MaskSet, recorded: dict[str, tuple[Tensor, int, float]]):
+        self.masks = masks
+        self.recorded = recorded
+
+    def l0(self, normalize: bool = False) -> Tensor:
+        """Sum (or mean) of the relaxed masks, reusing the forward's soft masks if valid."""
+        masks = self.masks
+        reusable = masks.relaxation.name == "continuous"
+        parts = []
+        for name, logits in masks._by_name.items():
+            entry = self.recorded.get(name)
+            if reusable and entry is not None and entry[1:] == (logits._version, masks.beta):
+                parts.append(entry[0].sum())
+            else:
+                parts.append(masks.relaxation.density(logits, masks.beta).sum())
+        total = sum(parts[1:], parts[0])
+        if normalize:
+            return total / sum(p.numel() for p in masks._params)
+        return total
 
 
 def _expand(mask: Tensor, site: Site, output: Tensor) -> Tensor:

@@ -210,13 +210,14 @@ def _epoch(
     total = task_total = correct = 0.0
     n = 0
     for step, (x, y) in enumerate(task.batches("train", shuffle=True, generator=generator)):
-        logits = task.logits(forward(model, x))
-        task_loss = task.compute_loss(logits, y)
-        loss = task_loss + train.l0 * masks.l0(normalize=train.l0_mean)
+        with masks.step() as step_masks:
+            logits = task.logits(forward(model, x))
+            task_loss = task.compute_loss(logits, y)
+            loss = task_loss + train.l0 * step_masks.l0(normalize=train.l0_mean)
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"the loss became {float(loss)} at epoch {epoch}, step {step} "
-                f"(task loss {float(task_loss):.4g}); try a lower lr (now {train.lr:g})"
+                f"the loss became {float(loss.detach())} at epoch {epoch}, step {step} "
+                f"(task loss {float(task_loss.detach()):.4g}); try a lower lr (now {train.lr:g})"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

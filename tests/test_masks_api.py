@@ -375,3 +375,24 @@ def test_eval_cache_follows_a_dtype_change_of_the_model() -> None:
         model(x)  # fills the cache in float32
         model.double()
         assert model(x.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("relaxation", ["continuous", "hard_concrete", "straight_through"])
+def test_step_l0_equals_l0_value_and_gradient(relaxation: str) -> None:
+    model, x = make_torch(), torch_input()
+    with sc.attach_masks(model, sc.MaskConfig(unit="weight", relaxation=relaxation)) as masks:
+        with torch.no_grad():
+            for p in masks.logits.values():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+        masks.train()
+        masks.beta = 3.0
+        with masks.step() as step:
+            model(x)
+            reused = step.l0(normalize=True)
+        (grad_reused,) = torch.autograd.grad(reused, masks.logits["fc1.weight"])
+        fresh = masks.l0(normalize=True)
+        (grad_fresh,) = torch.autograd.grad(fresh, masks.logits["fc1.weight"])
+        torch.testing.assert_close(reused, fresh)
+        torch.testing.assert_close(grad_reused, grad_fresh)
+        if relaxation == "continuous":  # the forward's masks were reused, not recomputed
+            assert len(step.recorded) == 3
