@@ -87,6 +87,24 @@ def list_sites(model: object, unit: str = "weight") -> list[Site]:
     return find_sites(model, unit)
 
 
+class MaskLogits(nn.Parameter):
+    """A parameter whose ``.data`` shares its version counter.
+
+    ``param.data`` normally returns a tensor with a separate version counter, so edits like
+    ``masks.logits[name].data[:8] = -1`` (common in notebooks) would be invisible to the
+    evaluation cache. Here ``.data`` is ``detach()``, which shares the counter, so every
+    in-place edit is seen on the next forward. Assigning ``.data`` works as usual.
+    """
+
+    @property
+    def data(self) -> Tensor:  # type: ignore[override]
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        torch.Tensor.data.__set__(self, value)  # type: ignore[attr-defined]
+
+
 @dataclass
 class _State:
     """What attaching changed on a model, to be put back by the last detach."""
@@ -119,9 +137,7 @@ class MaskSet(nn.Module):
         self.beta = 1.0
         self.generator = torch.Generator().manual_seed(seed)
         self._params = nn.ParameterList(
-            nn.Parameter(
-                torch.full(site.shape, float(config.init), device=_site_device(root, site))
-            )
+            MaskLogits(torch.full(site.shape, float(config.init), device=_site_device(root, site)))
             for site in sites
         )
         self._by_name: dict[str, nn.Parameter] = dict(zip(self.sites, self._params, strict=True))
@@ -129,8 +145,8 @@ class MaskSet(nn.Module):
         self._disabled = False
         self._attached = False
         self._replacements: dict[str, Tensor | Replacement] = {}
-        self._hard_cache: dict[str, tuple[tuple[int, int], Tensor]] = {}
-        self._weight_cache: dict[str, tuple[tuple[Any, ...], Tensor, Tensor]] = {}
+        self._hard_cache: dict[str, tuple[int, Tensor]] = {}
+        self._weight_cache: dict[str, tuple[tuple[Any, ...], Tensor, Tensor, Tensor]] = {}
         self._handles: list[_hooks.Handle] = []
         self._recorded: dict[str, tuple[Tensor, int, float]] | None = None
 
@@ -200,11 +216,11 @@ class MaskSet(nn.Module):
             if self._recorded is not None:
                 self._recorded[name] = (mask, logits._version, self.beta)
             return mask
-        # cached until the logits are edited (in-place edits bump ``_version``)
-        key = (id(logits), logits._version)
+        # cached until the logits are edited: every in-place edit bumps ``_version``, also
+        # through ``logits.data`` (see MaskLogits)
         cached = self._hard_cache.get(name)
-        if cached is None or cached[0] != key:
-            cached = (key, hard_mask(logits.detach()).to(logits.dtype))
+        if cached is None or cached[0] != logits._version:
+            cached = (logits._version, hard_mask(logits.detach()).to(logits.dtype))
             self._hard_cache[name] = cached
         return cached[1]
 
@@ -214,20 +230,26 @@ class MaskSet(nn.Module):
             return weight
         replacement = self._replacements.get(name)
         cacheable = not self.training and not (torch.is_grad_enabled() and weight.requires_grad)
+        hard = self.mask(name)
         if cacheable:
-            logits = self._by_name[name]
             # ``model.to(...)`` may swap a parameter's data without bumping its version
-            key = (weight._version, logits._version, id(replacement), weight.device, weight.dtype)
+            key = (weight._version, id(replacement), weight.device, weight.dtype)
             cached = self._weight_cache.get(name)
-            # holding ``weight`` in the cache keeps its id from being reused by a new tensor
-            if cached is not None and cached[0] == key and cached[2] is weight:
+            # the entry holds ``weight`` and the hard mask it used, so identity checks are
+            # safe (their ids cannot be reused while the cache keeps them alive)
+            if (
+                cached is not None
+                and cached[0] == key
+                and cached[2] is weight
+                and cached[3] is hard
+            ):
                 return cached[1]
-        mask = self.mask(name).to(device=weight.device, dtype=weight.dtype)
+        mask = hard.to(device=weight.device, dtype=weight.dtype)
         out = weight * mask
         if isinstance(replacement, Tensor):
             out = out + (1 - mask) * replacement.to(weight.device, weight.dtype)
         if cacheable:
-            self._weight_cache[name] = (key, out, weight)  # type: ignore[possibly-undefined]
+            self._weight_cache[name] = (key, out, weight, hard)  # type: ignore[possibly-undefined]
         return out
 
     def _masked_activation(self, name: str, output: Tensor) -> Tensor:

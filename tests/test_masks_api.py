@@ -396,3 +396,22 @@ def test_step_l0_equals_l0_value_and_gradient(relaxation: str) -> None:
         torch.testing.assert_close(grad_reused, grad_fresh)
         if relaxation == "continuous":  # the forward's masks were reused, not recomputed
             assert len(step.recorded) == 3
+
+
+@pytest.mark.parametrize("unit", ["weight", "neuron"])
+def test_edits_through_data_take_effect_in_eval(unit: str) -> None:
+    # ``.data`` edits do not bump the version counter; the eval cache must notice anyway
+    model, x = make_torch(), torch_input()
+    target = "fc1.weight" if unit == "weight" else "fc1"
+    with sc.attach_masks(model, sc.MaskConfig(unit=unit, targets=[target])) as masks:
+        masks.eval()
+        on = model(x)
+        assert torch.equal(model(x), on)  # served from the cache
+        masks.logits[target].data.fill_(-1.0)
+        off = model(x)
+        assert torch.equal(
+            off,
+            model.fc2(torch.relu(torch.zeros(5, 8) + (model.fc1.bias if unit == "weight" else 0))),
+        )
+        masks.logits[target].data.fill_(1.0)
+        assert torch.equal(model(x), on)
