@@ -32,6 +32,8 @@ from sc_interp.train import TrainConfig, train_masks
 
 log = logging.getLogger(__name__)
 CONTROLS = ("random_init", "random_subnetwork")
+# a subnetwork "solves" its subtask when it keeps this share of the full model's accuracy above chance
+SOLVES = 0.8
 
 
 @torch.no_grad()
@@ -113,7 +115,15 @@ def _rows_for(
                 "seed": seed, "chance": chance, **acc, "sub_delta": fl["sub_target"] - fl["sub_other"],
                 "abl_delta": fl["abl_target"] - fl["abl_other"], "density": sub.density(),
                 "selective_effect": effect,
+                # a subnetwork that cannot do its own subtask says nothing about modularity
+                "solves_target": fl["sub_target"] - chance >= SOLVES * (fl["full_target"] - chance),
             }  # fmt: skip
+            if kind == "trained" and not row["solves_target"]:
+                log.warning(
+                    "the %s mask (seed %d) keeps %.2f accuracy on its own subtask (full model %.2f, "
+                    "chance %.2f): mask training failed; try a lower l0 or a higher lr",
+                    target.name, seed, acc["sub_target"], acc["full_target"], chance,
+                )  # fmt: skip
             if "random_subnetwork" in controls:
                 gen = torch.Generator().manual_seed(10_000 + seed)
                 draws = []

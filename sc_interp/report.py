@@ -76,6 +76,7 @@ class CompositionalityReport:
                 )
             beats = group["beats_random"].mean() if "beats_random" in group else float("nan")
             entry["beats_random"] = beats
+            entry["solves_target"] = float(group["solves_target"].mean())
             entry["verdict"] = stats.verdict(
                 (entry["sub_delta_lo"], entry["sub_delta_hi"]),
                 (entry["abl_delta_lo"], entry["abl_delta_hi"]),
@@ -92,6 +93,14 @@ class CompositionalityReport:
         lines = ["# Structural compositionality report", ""]
         lines += ["## Verdicts", ""]
         lines += [f"- **{k}**: {v}" for k, v in self.verdict.items()]
+        failed = self.summary[
+            (self.summary["kind"] == "trained") & (self.summary["solves_target"] < 1)
+        ]
+        for row in failed.itertuples():
+            lines.append(
+                f"- warning: some {row.subroutine} masks do not solve their own subtask "
+                f"(solves_target {row.solves_target:.2f}); mask training needs a lower l0 or a higher lr"
+            )
         lines += ["", "Rule: compositional when the 95% CI of sub_delta > 0, the CI of abl_delta < 0, and the",
                   "subnetwork beats the size-matched random-subnetwork control; not compositional when both",
                   f"CIs lie within ±{self.margin} or on the wrong side of 0; otherwise inconclusive.", ""]  # fmt: skip
@@ -162,7 +171,7 @@ class CompositionalityReport:
 
     def __repr__(self) -> str:
         cols = ["kind", "subroutine", "sub_delta", "sub_delta_lo", "sub_delta_hi", "abl_delta",
-                "abl_delta_lo", "abl_delta_hi", "beats_random", "verdict"]  # fmt: skip
+                "abl_delta_lo", "abl_delta_hi", "beats_random", "solves_target", "verdict"]  # fmt: skip
         return "CompositionalityReport\n" + self.summary[cols].to_string(
             index=False, float_format="%.3f"
         )

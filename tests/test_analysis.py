@@ -143,3 +143,22 @@ def test_mean_ablation_method_runs_end_to_end() -> None:
 
 def test_not_collected_by_pytest() -> None:
     assert sc.test_compositionality.__test__ is False  # type: ignore[attr-defined]
+
+
+def test_masks_that_fail_their_own_subtask_are_flagged(caplog) -> None:
+    a, b = planted_tasks()
+    too_sparse = sc.TrainConfig(epochs=5, lr=0.05, l0=10.0, progress=False)  # everything pruned
+    with caplog.at_level("WARNING", logger="sc_interp.analysis"):
+        report = sc.test_compositionality(
+            planted_mlp(), a, b, mask=MASK, train=too_sparse, seeds=1, controls=(), n_boot=50
+        )
+    assert not report.table["solves_target"].any()
+    assert "mask training failed" in caplog.text
+    assert "do not solve their own subtask" in report.to_markdown()
+    assert report.verdict == {"A": "not compositional", "B": "not compositional"}
+
+
+def test_successful_masks_solve_their_subtask(modular) -> None:
+    trained = modular.table[modular.table["kind"] == "trained"]
+    assert trained["solves_target"].all()
+    assert "do not solve" not in modular.to_markdown()
