@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 _VARIANTS = (
@@ -29,8 +30,8 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def child(variant: str, batch: int, seq: int, steps: int = 3) -> None:
-    """Run ``variant`` and print its peak memory growth and mask/optimiser bytes (JSON)."""
+def child(variant: str, batch: int, seq: int, out: str, steps: int = 3) -> None:
+    """Run ``variant``; write its peak memory growth and mask/optimiser bytes to ``out`` (JSON)."""
     import torch
 
     from sc_interp._bench import _embed_requires_grad, _loss
@@ -77,18 +78,21 @@ def child(variant: str, batch: int, seq: int, steps: int = 3) -> None:
     for _ in range(steps):
         step()
     peak = _status_kib("VmHWM")
-    print(json.dumps({"extra": (peak - base) * 1024, "state": state_bytes}))
+    Path(out).write_text(json.dumps({"extra": (peak - base) * 1024, "state": state_bytes}))
 
 
 def memory_ratios(batch: int = 32, seq: int = 32) -> dict[str, float]:
     """Peak-memory ratios of mask training to the matching floor (fresh process each)."""
     extra: dict[str, dict[str, int]] = {}
-    for variant in _VARIANTS:
-        code = f"from sc_interp._bench_memory import child; child({variant!r}, {batch}, {seq})"
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        extra[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "result.json")
+        for variant in _VARIANTS:
+            code = (
+                "from sc_interp._bench_memory import child; "
+                f"child({variant!r}, {batch}, {seq}, {out!r})"
+            )
+            subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+            extra[variant] = json.loads(Path(out).read_text())
     ratios = {}
     for variant, floor in (("neuron mask step", "frozen floor"), ("head mask step", "frozen floor"),
                            ("weight mask step", "finetune floor")):  # fmt: skip

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from sc_interp import _hooks
+from sc_interp._freezing import original_requires_grad
 from sc_interp.adapters import resolve
 from sc_interp.errors import ConfigError, MaskFileError
-from sc_interp.masks import MaskConfig, MaskSet, attach_masks, original_requires_grad
+from sc_interp.masks import MaskConfig, MaskSet, attach_masks
 from sc_interp.sites import model_fingerprint
 
 FORMAT = "sc-interp.masks/1"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from sc_interp import _hooks
+from sc_interp._freezing import freeze, release
 from sc_interp.adapters import find_sites, resolve
 from sc_interp.errors import AttachError, ConfigError
 from sc_interp.relax import RELAXATIONS, Relaxation, get_relaxation, hard_mask
@@ -103,14 +104,6 @@ class MaskLogits(nn.Parameter):
     @data.setter
     def data(self, value: Tensor) -> None:
         torch.Tensor.data.__set__(self, value)  # type: ignore[attr-defined]
-
-
-@dataclass
-class _State:
-    """What attaching changed on a model, to be put back by the last detach."""
-
-    requires_grad: dict[int, tuple[nn.Parameter, bool]] = field(default_factory=dict)
-    mask_sets: int = 0
 
 
 class MaskSet(nn.Module):
@@ -301,7 +294,7 @@ class MaskSet(nn.Module):
         _hooks.remove_all(self._handles)
         self._handles = []
         self._weight_cache.clear()
-        _release(self.model)
+        release(self.model)
 
     def save(self, path: str | Path) -> Path:
         """Save the logits and config as safetensors with a model fingerprint.
@@ -376,49 +369,6 @@ def _site_device(root: nn.Module, site: Site) -> torch.device:
     return torch.device("cpu")
 
 
-# Per-model record of what attaching changed, shared by all MaskSets on that model so the
-# last one to leave restores the user's original requires_grad flags.
-_STATES: dict[int, tuple[nn.Module, _State]] = {}
-
-
-def original_requires_grad(root: nn.Module) -> dict[str, bool]:
-    """The ``requires_grad`` flags ``root``'s parameters had before masks froze them,
-    keyed by parameter name as it is without our parametrizations."""
-    import re
-
-    entry = _STATES.get(id(root))
-    saved = entry[1].requires_grad if entry is not None and entry[0] is root else {}
-    flags = {}
-    for name, p in root.named_parameters():
-        clean = re.sub(r"\.parametrizations\.(\w+)\.original$", r".\1", name)
-        flags[clean] = saved[id(p)][1] if id(p) in saved else p.requires_grad
-    return flags
-
-
-def _freeze(root: nn.Module) -> None:
-    entry = _STATES.get(id(root))
-    if entry is None or entry[0] is not root:
-        state = _State({id(p): (p, p.requires_grad) for p in root.parameters()})
-        _STATES[id(root)] = (root, state)
-    else:
-        state = entry[1]
-    state.mask_sets += 1
-    for p, _ in state.requires_grad.values():
-        p.requires_grad_(False)
-
-
-def _release(root: nn.Module) -> None:
-    entry = _STATES.get(id(root))
-    if entry is None:
-        return
-    state = entry[1]
-    state.mask_sets -= 1
-    if state.mask_sets <= 0:
-        for p, flag in state.requires_grad.values():
-            p.requires_grad_(flag)
-        del _STATES[id(root)]
-
-
 def attach_masks(model: object, config: MaskConfig, *, seed: int = 0) -> MaskSet:
     """Attach trainable masks to ``model`` and freeze its parameters.
 
@@ -458,7 +408,7 @@ def attach_masks(model: object, config: MaskConfig, *, seed: int = 0) -> MaskSet
             f"site(s) {taken} already carry sc-interp masks; detach the other MaskSet first"
         )
     masks = MaskSet(root, sites, config, seed=seed)
-    _freeze(root)
+    freeze(root)
     masks._attached = True
     try:
         for site in sites:

@@ -89,3 +89,19 @@ def test_bench_prints_ratios_against_floors() -> None:
     ):
         line = next(x for x in result.output.splitlines() if x.startswith(key))
         assert float(line.split()[-3 if "<=" in line else -1]) > 0
+
+
+@pytest.mark.slow
+def test_memory_benchmark_measures_every_variant() -> None:
+    from sc_interp._bench_memory import memory_ratios
+
+    ratios = memory_ratios(batch=2, seq=8)
+    for variant in (
+        "frozen floor",
+        "neuron mask step",
+        "head mask step",
+        "finetune floor",
+        "weight mask step",
+    ):
+        assert ratios[f"peak MiB over model: {variant}"] > 0
+    assert ratios["peak memory: weight mask step / finetune floor"] > 0
