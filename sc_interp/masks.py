@@ -23,7 +23,7 @@ from sc_interp._freezing import freeze, release
 from sc_interp.adapters import find_sites, resolve
 from sc_interp.errors import AttachError, ConfigError
 from sc_interp.relax import RELAXATIONS, Relaxation, get_relaxation, hard_mask
-from sc_interp.sites import Site, check_unit, select_sites
+from sc_interp.sites import Site, check_unit, expand_to_activation, select_sites
 
 Replacement = Callable[[Tensor], Tensor]
 
@@ -250,7 +250,7 @@ class MaskSet(nn.Module):
             return output
         site = self.sites[name]
         mask = self.mask(name).to(device=output.device)
-        full = _expand(mask, site, output)
+        full = expand_to_activation(mask, site, output)
         out = output * full
         replacement = self._replacements.get(name)
         if replacement is not None:
@@ -352,12 +352,6 @@ class TrainingStep:
         if normalize:
             return total / sum(p.numel() for p in masks._params)
         return total
-
-
-def _expand(mask: Tensor, site: Site, output: Tensor) -> Tensor:
-    from sc_interp.sites import expand_to_activation
-
-    return expand_to_activation(mask, site, output)
 
 
 def _site_device(root: nn.Module, site: Site) -> torch.device:
