@@ -7,15 +7,13 @@ version, mask config, site names, model fingerprint). Nothing is ever unpickled.
 from __future__ import annotations
 
 import copy
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from sc_interp import _hooks
+from sc_interp import _hooks, _safetensors
 from sc_interp._freezing import original_requires_grad
 from sc_interp.adapters import resolve
 from sc_interp.errors import ConfigError, MaskFileError
@@ -23,7 +21,6 @@ from sc_interp.masks import MaskConfig, MaskSet, attach_masks
 from sc_interp.sites import model_fingerprint
 
 FORMAT = "sc-interp.masks/1"
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol >= 2; torch.save zip archives
 
 
 def version() -> str:
@@ -41,50 +38,16 @@ def write_safetensors(
     path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
 ) -> Path:
     """Write ``tensors`` with JSON-encoded ``metadata`` to a safetensors file."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: json.dumps(v) for k, v in metadata.items()}
-    # write beside the target and rename, so a failure never leaves a half-written file
-    # where the user's previous one was
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _safetensors.write(path, tensors, metadata)
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a safetensors file written by :func:`write_safetensors`; refuse anything else."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """Read a safetensors file written by :func:`write_safetensors`; refuse anything else.
 
-    path = Path(path)
-    if not path.is_file():
-        raise MaskFileError(f"no such mask file: {path}")
-    with path.open("rb") as f:
-        head = f.read(8)
-    if head.startswith(_PICKLE_MAGIC):
-        raise MaskFileError(
-            f"{path} looks like a pickle/torch.save file; sc-interp never unpickles files "
-            "(they can run arbitrary code). Save masks with MaskSet.save / Subnetwork.save."
-        )
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            raw_meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MaskFileError(f"{path} is not a valid safetensors file: {exc}") from None
-    try:
-        meta = {k: json.loads(v) for k, v in raw_meta.items()}
-    except json.JSONDecodeError as exc:
-        raise MaskFileError(f"{path}: metadata is not sc-interp's ({exc})") from None
-    return tensors, meta
+    The file is recognised by its structure (see :mod:`sc_interp._safetensors`), never by
+    its first byte, and nothing is ever unpickled.
+    """
+    return _safetensors.read(path)
 
 
 def save_masks(masks: MaskSet, path: str | Path) -> Path:
