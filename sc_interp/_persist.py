@@ -7,6 +7,7 @@ version, mask config, site names, model fingerprint). Nothing is ever unpickled.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,14 @@ from torch import nn
 
 from sc_interp import _hooks, _safetensors
 from sc_interp._freezing import original_requires_grad
+from sc_interp.adapters import hf as _hf
 from sc_interp.adapters import resolve
 from sc_interp.errors import ConfigError, MaskFileError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
 from sc_interp.sites import model_fingerprint
 
 FORMAT = "sc-interp.masks/1"
+log = logging.getLogger(__name__)
 
 
 def version() -> str:
@@ -120,8 +123,14 @@ def bake(model: object, masks: MaskSet) -> nn.Module:
     """A copy of ``model`` with the hard mask's complement zeroed and no hooks.
 
     Weight masks are multiplied into the weights; neuron/head masks zero the weights
-    that produce (or solely read) each removed unit, which gives the same outputs.
-    The original model and its masks are unchanged.
+    that produce (or solely read) each removed unit, along the axis the module's real
+    layout gives (``nn.Linear`` ``[out, in]``, Hugging Face ``Conv1D`` ``[in, out]``),
+    which gives the same outputs. The original model and its masks are unchanged.
+
+    Tied parameters: a tensor that another module shares (GPT-2's and Gemma's ``lm_head``
+    is the token embedding) is untied in the copy before it is edited, so baking a mask
+    on the unembedding never edits the embedding; the copy's Hugging Face config then
+    says ``tie_word_embeddings=False``, so saving and reloading it keeps them apart.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
@@ -146,22 +155,64 @@ def bake(model: object, masks: MaskSet) -> nn.Module:
     finally:
         masks.train(was_training)
     _hooks.strip_activation_hooks(clone)
+    names = {id(p): n for n, p in clone.named_parameters()}
+    tensors = _Tensors(clone)
     with torch.no_grad():
         for name, site in masks.sites.items():
             if site.kind == "param":
-                owner = clone.get_submodule(site.module) if site.module else clone
-                getattr(owner, site.attr or "").copy_(weights[name])
+                tensors.own(site.module, site.attr or "").copy_(weights[name])
             for path, attr, axis in site.bake:
-                tensor = getattr(clone.get_submodule(path) if path else clone, attr)
+                tensor = tensors.own(path, attr)
                 keep = _fit(hard[name], tensor.shape[axis]).to(tensor.device, tensor.dtype)
                 shape = [1] * tensor.ndim
                 shape[axis] = -1
                 tensor.mul_(keep.view(shape))
+    if tensors.untied:
+        _hf.note_untied(clone)
     # the copy was taken while attach_masks had frozen the model: give it the user's flags
     flags = original_requires_grad(root)
     for name, p in clone.named_parameters():
-        p.requires_grad_(flags.get(name, p.requires_grad))
+        source = names.get(tensors.untied.get(id(p), id(p)), name)
+        p.requires_grad_(flags.get(name, flags.get(source, p.requires_grad)))
     return clone
+
+
+class _Tensors:
+    """Tensors of a model's copy that bake may edit, untied first where they are shared.
+
+    A tensor is shared when another module or attribute holds it or a view of its storage
+    (tied embeddings: GPT-2's ``lm_head.weight is transformer.wte.weight``; a bridge's
+    ``attn.q`` weight viewing GPT-2's fused ``c_attn``). Editing it in place would edit
+    the other holder too, so it gets its own copy first.
+    """
+
+    def __init__(self, root: nn.Module):
+        self.root = root
+        self.holders: dict[int, set[tuple[int, str]]] = {}
+        for module in root.modules():
+            for attr, t in [*module._parameters.items(), *module._buffers.items()]:
+                if t is not None and t.numel():
+                    key = t.untyped_storage().data_ptr()
+                    self.holders.setdefault(key, set()).add((id(module), attr))
+        self.untied: dict[int, int] = {}  # id(new parameter) -> id(the one it was copied from)
+
+    def own(self, path: str, attr: str) -> torch.Tensor:
+        module = self.root.get_submodule(path) if path else self.root
+        tensor = getattr(module, attr)
+        key = tensor.untyped_storage().data_ptr()
+        if len(self.holders.get(key, ())) <= 1:
+            return tensor
+        copy_ = tensor.detach().clone()
+        if isinstance(tensor, nn.Parameter):
+            fresh = nn.Parameter(copy_, requires_grad=tensor.requires_grad)
+            module._parameters[attr] = fresh
+            self.untied[id(fresh)] = id(tensor)
+        else:
+            module._buffers[attr] = copy_
+        self.holders[key].discard((id(module), attr))
+        self.holders[copy_.untyped_storage().data_ptr()] = {(id(module), attr)}
+        log.info("bake: untied %s.%s (shared with another module) in the copy", path, attr)
+        return getattr(module, attr)
 
 
 def _copy_without_parametrizations(root: nn.Module, masks: MaskSet) -> nn.Module:
@@ -169,8 +220,15 @@ def _copy_without_parametrizations(root: nn.Module, masks: MaskSet) -> nn.Module
     # un-parametrized without breaking the original: take ours off, copy, put them back.
     weight_handles = [h for h in masks._handles if h.site.kind == "param"]
     _hooks.remove_all(weight_handles)
+    memo: dict[int, object] = {id(masks): masks}
+    for module in root.modules():
+        # tensors a module kept from a forward with gradients (the TL4 bridge keeps its
+        # last attention pattern) cannot be deep-copied; copy them detached
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
     try:
-        return copy.deepcopy(root, memo={id(masks): masks})
+        return copy.deepcopy(root, memo=memo)
     finally:
         for i, h in enumerate(masks._handles):
             if h.site.kind == "param":

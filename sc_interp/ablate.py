@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sc_interp import _hooks
 from sc_interp._run import forward
 from sc_interp.adapters import find_sites, resolve
 from sc_interp.data import Subtask
@@ -159,10 +160,8 @@ def record_activations(model: object, masks: MaskSet, inputs: Tensor) -> dict[st
     for name, site in masks.sites.items():
         module = root.get_submodule(site.module) if site.module else root
 
-        def hook(mod: nn.Module, inp: Any, out: Tensor, name: str = name) -> None:
-            store[name].append(out.detach())
-
-        handles.append(module.register_forward_hook(hook))
+        # the site's own activation: a module's output, or its input for io="input" sites
+        handles.append(_hooks.observe(module, site, lambda t, n=name: store[n].append(t.detach())))
     try:
         with masks.disabled(), torch.no_grad():
             for start in range(0, len(inputs), 256):

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from sc_interp.errors import MaskFileError
+from sc_interp.errors import ConfigError, MaskFileError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
+from sc_interp.sites import UnitMap
 
 FORMAT = "sc-interp.subnetwork/1"
 
@@ -29,6 +30,9 @@ class Subnetwork:
         task: name of the subtask.
         records: per-epoch history rows (see :attr:`history`).
         fingerprint: fingerprint of the model it was learned on.
+        units: for sites that are heads or neurons (or weights of them), which canonical
+            circuit units their mask entries belong to (see :class:`~sc_interp.sites.UnitMap`);
+            lets :func:`sc_interp.compare` map Hugging Face site names without the model.
 
     Example:
         >>> sub = Subnetwork({"fc": torch.tensor([1.0, -1.0])}, MaskConfig(unit="neuron"))
@@ -42,6 +46,7 @@ class Subnetwork:
     task: str = ""
     records: list[dict[str, float]] = field(default_factory=list)
     fingerprint: str = ""
+    units: dict[str, UnitMap] = field(default_factory=dict)
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
@@ -90,6 +95,7 @@ class Subnetwork:
             "records": self.records,
             "fingerprint": self.fingerprint,
             "sites": list(self.logits),
+            "units": {name: unit_map.to_dict() for name, unit_map in self.units.items()},
         }
         return write_safetensors(path, self.logits, meta)
 
@@ -106,7 +112,8 @@ class Subnetwork:
         try:
             config = MaskConfig(**meta["config"])
             logits = {name: tensors[name] for name in meta["sites"]}
-        except (KeyError, TypeError) as exc:
+            units = {name: UnitMap(**spec) for name, spec in meta.get("units", {}).items()}
+        except (KeyError, TypeError, AttributeError, ConfigError) as exc:
             raise MaskFileError(f"{path}: incomplete Subnetwork metadata ({exc})") from None
         return cls(
             logits,
@@ -115,6 +122,7 @@ class Subnetwork:
             meta.get("task", ""),
             meta.get("records", []),
             meta.get("fingerprint", ""),
+            units,
         )
 
     def __repr__(self) -> str:

@@ -188,6 +188,7 @@ def train_masks(
             task=task.name,
             records=history,
             fingerprint=model_fingerprint(root),
+            units={k: s.units for k, s in masks.sites.items() if s.units is not None},
         )
     finally:
         masks.detach()
