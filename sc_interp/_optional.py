@@ -13,6 +13,7 @@ _EXTRA_OF = {
     "matplotlib": "plot",
     "matplotlib.pyplot": "plot",
     "pandas": "plot",
+    "transformers": "hf",
 }
 
 

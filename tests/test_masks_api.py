@@ -234,7 +234,8 @@ def test_nested_bridge_gets_prefixed_names(bridge) -> None:
 def test_import_isolation() -> None:
     code = (
         "import sys, sc_interp\n"
-        "heavy = [m for m in ('transformer_lens', 'nnsight', 'matplotlib', 'pandas') if m in sys.modules]\n"
+        "heavy = ('transformer_lens', 'nnsight', 'matplotlib', 'pandas', 'transformers')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,20 +1,6 @@
 """Map a learned subnetwork's masks (keyed by site name) to canonical nodes.
 
-Sites (any prefix before ``blocks.`` is ignored, e.g. ``encoder.bridge.blocks.0...``):
-
-============================================  ==========================  ==================
-site                                          mask shape                  unit axis
-============================================  ==========================  ==================
-``blocks.L.attn.W_Q|W_K|W_V`` (TL 2/3)         ``[n_heads, d_model, d_head]``  head: dim 0
-``blocks.L.attn.W_O`` (TL 2/3)                 ``[n_heads, d_head, d_model]``  head: dim 0
-``blocks.L.mlp.W_in`` / ``W_out`` (TL 2/3)     ``[d_model, d_mlp]`` / ``[d_mlp, d_model]``  neuron
-``blocks.L.attn.q|k|v.weight`` (TL 4 bridge)  ``[n_heads*d_head, d_model]``  head: row groups
-``blocks.L.attn.o.weight`` (TL 4 bridge)      ``[d_model, n_heads*d_head]``  head: column groups
-``blocks.L.mlp.in.weight`` / ``out.weight``   ``[d_mlp, d_model]`` / ``[d_model, d_mlp]``  neuron
-``blocks.L.mlp.hook_post``                    ``[d_mlp]``                 neuron
-``blocks.L.attn.hook_z``                      ``[n_heads]``               head
-============================================  ==========================  ==================
-
+TransformerLens sites map to units by name (see :mod:`sc_interp.circuits._site_names`).
 Hugging Face models (plain or under nnsight) name their sites by module path
 (``model.layers.0.self_attn.o_proj``, ``transformer.h.0.attn.c_attn.weight``); their mask
 entries map to units by each site's :class:`~sc_interp.sites.UnitMap`, which the adapter
@@ -22,7 +8,7 @@ derives from the config and the module's real layout (``nn.Linear`` ``[out, in]`
 ``Conv1D`` ``[in, out]``, fused ``[q | k | v]`` or per-head interleaved qkv, key/value
 heads shared by several query heads). A MaskSet carries them in its sites, a Subnetwork
 stores them (also in its file), and ``model=`` supplies them for a bare ``{site: mask}``
-dict. Where a site has a UnitMap it wins over the name rules above (the bridge around
+dict. Where a site has a UnitMap it wins over the name rules (the bridge around
 GPT-2 has ``Conv1D`` ``attn.o``/``mlp.in``/``mlp.out``, which the names would misread).
 
 A unit (head ``a{L}.h{H}`` or neuron ``m{L}.n{I}``) gathers every mask entry of its slices
@@ -44,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sc_interp.circuits._circuit import Circuit
+from sc_interp.circuits._site_names import SITE, unit_rows
 from sc_interp.errors import CircuitError, ConfigError
 from sc_interp.sites import UnitMap
 
@@ -54,9 +41,6 @@ logger = logging.getLogger(__name__)
 
 Aggregation = Literal["any", "majority", "all"]
 AGGREGATIONS = ("any", "majority", "all")
-_SITE = re.compile(r"(?:^|\.)blocks\.(\d+)\.(.+)$")
-_TL_HEAD = {"attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O"}
-_BRIDGE_HEAD_ROWS = {"attn.q.weight", "attn.k.weight", "attn.v.weight"}
 
 
 class ModelDims(NamedTuple):
@@ -212,50 +196,6 @@ def _extract(obj: object) -> tuple[dict, dict | None, dict[str, UnitMap]] | None
     return masks, None, _own_units(obj)
 
 
-def _unit_rows(name: str, t: torch.Tensor, n_heads: int | None) -> tuple[str, torch.Tensor] | None:
-    """``(kind, [n_units, entries])`` for one site, ``None`` if the site is no unit."""
-    match = _SITE.search(name)
-    if not match:
-        return None
-    rest = match[2]
-    shape = tuple(t.shape)
-
-    def need(ndim: int, what: str) -> None:
-        if t.ndim != ndim:
-            raise CircuitError(f"mask {name!r} has shape {shape}; expected {what}")
-
-    if rest in _TL_HEAD:
-        need(3, "[n_heads, d_model, d_head] (W_O: [n_heads, d_head, d_model])")
-        return "head", t.reshape(shape[0], -1)
-    if rest == "mlp.W_in":
-        need(2, "[d_model, d_mlp]")
-        return "neuron", t.T
-    if rest in ("mlp.W_out", "mlp.in.weight"):
-        need(2, "[d_mlp, d_model]")
-        return "neuron", t
-    if rest == "mlp.out.weight":
-        need(2, "[d_model, d_mlp]")
-        return "neuron", t.T
-    if rest == "mlp.hook_post":
-        return "neuron", t.reshape(-1, 1)
-    if rest == "attn.hook_z":
-        return "head", t.reshape(-1, 1)
-    if rest in _BRIDGE_HEAD_ROWS or rest == "attn.o.weight":
-        if n_heads is None:
-            raise CircuitError(
-                f"mask {name!r} stacks all heads in one matrix; pass model= (its cfg.n_heads) "
-                "or n_heads= to split it"
-            )
-        need(2, "[n_heads*d_head, d_model] (o.weight: [d_model, n_heads*d_head])")
-        rows = t if rest != "attn.o.weight" else t.T
-        if rows.shape[0] % n_heads:
-            raise CircuitError(
-                f"mask {name!r} of shape {shape} does not split into {n_heads} heads"
-            )
-        return "head", rows.reshape(n_heads, -1)
-    return None
-
-
 def _aggregate(values: torch.Tensor, aggregation: str) -> bool:
     if aggregation == "any":
         return bool(values.any())
@@ -279,11 +219,11 @@ def _entries(
             return unit_map.kind, unit_map.layer, unit_map.split(t)
         except ConfigError as exc:
             raise CircuitError(f"mask {name!r}: {exc}") from None
-    rows = _unit_rows(name, t, n_heads)
+    rows = unit_rows(name, t, n_heads)
     if rows is None:
         return None
     kind, table = rows
-    layer = int(_SITE.search(name)[1])  # type: ignore[index]
+    layer = int(SITE.search(name)[1])  # type: ignore[index]
     return kind, layer, [(i, table[i].reshape(-1)) for i in range(table.shape[0])]
 
 
