@@ -43,10 +43,10 @@ def _side(
     model: object,
     n_heads: int | None,
     aggregation: str,
-    units: dict[str, tuple[tuple[int, ...], UnitMap]],
+    layouts: dict[str, tuple[tuple[int, ...], UnitMap]],
 ) -> NodeView:
     dims = model_dims(model)
-    view = subnetwork_view(obj, n_heads=n_heads, aggregation=aggregation, units=units)
+    view = subnetwork_view(obj, n_heads=n_heads, aggregation=aggregation, units=layouts)
     if view is not None:
         Circuit(frozenset(view.nodes)).validate(
             n_layers=dims.n_layers, n_heads=dims.n_heads, d_mlp=dims.d_mlp
@@ -183,10 +183,11 @@ def node_sets(
         (['a0.h1', 'a0.h2'], ['a0.h1'])
     """
     n_heads = n_heads or model_dims(model).n_heads
-    units = site_units(model)
-    kw = {"model": model, "n_heads": n_heads, "aggregation": aggregation, "units": units}
-    sub = _side(subnetwork_or_circuit, **kw)  # type: ignore[arg-type]
-    ref = _side(circuit, **kw)  # type: ignore[arg-type]
+    layouts = site_units(model)
+    sub, ref = (
+        _side(side, model=model, n_heads=n_heads, aggregation=aggregation, layouts=layouts)
+        for side in (subnetwork_or_circuit, circuit)
+    )
     _warn_if_disjoint(sub, ref)
     sub_neurons = _mlp_neurons((sub.universe or set()) | sub.nodes)
     ref_neurons = _mlp_neurons((ref.universe or set()) | ref.nodes)
