@@ -61,6 +61,8 @@ def save_masks(masks: MaskSet, path: str | Path) -> Path:
         "config": masks.config.to_dict(),
         "sites": list(masks.sites),
         "fingerprint": model_fingerprint(masks.model),
+        # which circuit units each site's entries belong to (read by `sc-interp compare`)
+        "units": {n: s.units.to_dict() for n, s in masks.sites.items() if s.units is not None},
     }
     return write_safetensors(path, dict(masks.logits), meta)
 

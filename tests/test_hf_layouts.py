@@ -179,3 +179,22 @@ def test_apply_in_trace_masks_hf_heads(family: str, tmp_path) -> None:
         sc.apply_in_trace(model, masks)
         out = model.output.save()  # type: ignore[attr-defined]
     torch.testing.assert_close(out.logits.detach(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_compare_reads_hf_layouts_from_the_mask_files(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from sc_interp.cli import app
+
+    model = FAMILIES["gpt2"].make()  # fused Conv1D c_attn: names alone cannot be read
+    circuit = tmp_path / "circuit.json"
+    circuit.write_text(json.dumps(["a1.h3"]))
+    with sc.attach_masks(model, sc.MaskConfig(unit="weight", init=-1.0)) as masks:
+        masks.logits["transformer.h.1.attn.c_attn.weight"].data[:, 12:16] = 1.0  # q of head 3
+        saved = masks.save(tmp_path / "masks.safetensors")
+    result = CliRunner().invoke(app, ["compare", str(saved), str(circuit)])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[1].split()
+    assert first[0] == "all" and first[5] == "1.000"  # layer, ..., iou
