@@ -215,8 +215,10 @@ def _embedding_sites(model: nn.Module, prefix: str, last: bool) -> list[Site]:
     """Embedding (first) or unembedding (last) weights: listed, masked only when targeted."""
     paths = {id(m): p for p, m in model.named_modules()}
     if last:
-        get = getattr(model, "get_output_embeddings", None)
-        head = get() if callable(get) else None
+        try:
+            head = model.get_output_embeddings()  # type: ignore[operator]
+        except (AttributeError, NotImplementedError):
+            head = None
         modules = [head] if isinstance(head, nn.Module) and id(head) in paths else []
     else:
         modules = [m for m in model.modules() if isinstance(m, nn.Embedding)]
@@ -240,6 +242,8 @@ def sites(model: nn.Module, unit: str, prefix: str = "") -> list[Site] | None:
     family, d = FAMILIES.get(model_type), dims(model)
     if family is None or d is None:
         return _fallback(model, model_type, "sc-interp has no entry for this family")
+    if d.n_heads % d.n_kv_heads:
+        return _fallback(model, model_type, f"{d.n_heads} heads over {d.n_kv_heads} kv heads")
     layers = _layers(model, family)
     if sorted(layers) != list(range(d.n_layers)):
         return _fallback(

@@ -80,7 +80,7 @@ def _heads(cfg: Any) -> tuple[int, int, int]:
 def _hooked_units(kind: str, layer: int) -> UnitMap:
     # HookedTransformer: W_Q/W_K/W_V [n_heads, d_model, d_head], W_O [n_heads, d_head, d_model],
     # W_in/W_gate [d_model, d_mlp], W_out [d_mlp, d_model]
-    if kind in "QKVO":
+    if kind in ("Q", "K", "V", "O"):
         return UnitMap("head", layer, 0)
     return UnitMap("neuron", layer, 0 if kind == "out" else 1)
 
