@@ -12,7 +12,9 @@ with the path to it (``encoder.bridge.blocks.0.mlp.hook_post``).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from sc_interp.adapters import transformer_lens as _tl
 from sc_interp.sites import Site
@@ -25,8 +27,16 @@ def _conv1d_hf(module: nn.Module) -> bool:
 
 
 def _layer_sites(path: str, module: nn.Module, unit: str) -> list[Site]:
-    weight = getattr(module, "weight", None)
-    if weight is None:
+    if parametrize.is_parametrized(module, "weight"):
+        # read the shape without running the parametrizations (ours, or the user's weight_norm)
+        plist = module.parametrizations["weight"]  # type: ignore[index,union-attr]
+        weight = getattr(plist, "original", None)
+        if weight is None:  # several originals (weight_norm): the computed weight's shape
+            with torch.no_grad():
+                weight = getattr(module, "weight", None)
+    else:
+        weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
         return []
     shape = tuple(weight.shape)
     if isinstance(module, nn.Linear):
@@ -58,5 +68,7 @@ def sites(model: nn.Module, unit: str, prefix: str = "") -> list[Site]:
         return _tl.sites(model, unit, prefix)
     found = _layer_sites(prefix, model, unit)
     for name, child in model.named_children():
+        if name == "parametrizations" and parametrize.is_parametrized(model):
+            continue  # torch.nn.utils.parametrize's container, not a layer of the model
         found.extend(sites(child, unit, _join(prefix, name)))
     return found

@@ -31,6 +31,7 @@ _HOOKED = "HookedTransformer"
 _BRIDGE = "TransformerBridge"
 _ATTN_ORDER = {"Q": 0, "K": 1, "V": 2, "O": 3, "in": 4, "gate": 5, "out": 6}
 _HT_WEIGHT = re.compile(r"^blocks\.(\d+)\.(?:attn\.W_([QKVO])|mlp\.W_(in|gate|out))$")
+_PARAMETRIZED = re.compile(r"\.parametrizations\.(\w+)\.original$")
 _BRIDGE_WEIGHT = re.compile(r"^blocks\.(\d+)\.(?:attn\.([qkvo])|mlp\.(in|gate|out))\.weight$")
 
 
@@ -72,7 +73,9 @@ def _weight_sites(model: nn.Module, family: str, prefix: str) -> list[Site]:
         named = dict(model.state_dict(keep_vars=True))
         pattern = _BRIDGE_WEIGHT
     keyed = []
-    for name, param in named.items():
+    for raw, param in named.items():
+        # see through parametrizations (another MaskSet's, or the user's own)
+        name = _PARAMETRIZED.sub(r".\1", raw)
         match = pattern.match(name)
         if match is None or id(param) not in owners:
             continue
@@ -82,6 +85,9 @@ def _weight_sites(model: nn.Module, family: str, prefix: str) -> list[Site]:
     found = []
     for _, name, param in sorted(keyed, key=lambda item: item[0]):
         path, attr = owners[id(param)]
+        holder = re.match(r"^(.*)\.parametrizations\.(\w+)$", path)
+        if holder is not None and attr == "original":  # the parametrized module itself
+            path, attr = holder.groups()
         found.append(
             Site(_join(prefix, name), "weight", tuple(param.shape), _join(prefix, path), attr)
         )
