@@ -182,6 +182,11 @@ def remove_all(handles: list[Handle]) -> None:
         raise errors[0]
 
 
+def add_input_hook(module: nn.Module, hook: Any) -> Any:
+    """A forward pre-hook ``hook(module, args, kwargs)`` on ``module``; returns its handle."""
+    return module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
 def strip_activation_hooks(copy: nn.Module) -> None:
     """Drop sc-interp's activation hooks (forward and pre-hooks) from a deep copy."""
     for module in copy.modules():

@@ -9,18 +9,19 @@ Methods (what a removed unit becomes):
 method         replacement                                          units
 =============  ==================================================  ===============
 ``zero``       0                                                    all
-``random``     a fresh draw of the layer's own initialisation       weight
+``random``     a fresh draw of the architecture's own               weight
+               initialisation (see :mod:`sc_interp.reinit`)
 ``mean``       the unit's mean activation over ``data`` (mean over  neuron, head
                batch and positions)
 ``resample``   the unit's activation on another input from          neuron, head
-               ``data`` (a seeded permutation of recorded inputs)
+               ``data``: donors drawn afresh for every batch
+               (seeded), never the example itself
 =============  ==================================================  ===============
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,9 +32,10 @@ from sc_interp import _hooks
 from sc_interp._run import forward
 from sc_interp.adapters import find_sites, resolve
 from sc_interp.data import Subtask
-from sc_interp.errors import ConfigError
+from sc_interp.errors import AttachError, ConfigError, TargetError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
-from sc_interp.sites import Site
+from sc_interp.reinit import reinitialize
+from sc_interp.sites import Site, check_shapes
 from sc_interp.subnetwork import Subnetwork
 
 METHODS = ("zero", "random", "mean", "resample")
@@ -92,64 +94,108 @@ def isolate(
 def _masked(
     model: object, sub: SubnetworkLike, method: str, data: Any, seed: int, keep_subnetwork: bool
 ) -> Iterator[MaskSet]:
-    hard, unit = _as_masks(model, sub)
     if method not in METHODS:
         raise ConfigError(f"unknown ablation method {method!r}; allowed: {', '.join(METHODS)}")
+    root = resolve(model)
+    hard, unit = _as_masks(root, sub)
     if unit not in _UNITS_OF[method]:
         allowed = [m for m in METHODS if unit in _UNITS_OF[m]]
         raise ConfigError(f"method {method!r} does not apply to {unit} units; use one of {allowed}")
     if method in ("mean", "resample") and data is None:
         raise ConfigError(f"method {method!r} needs data= (a Subtask or a tensor of inputs)")
-    root = resolve(model)
-    masks = attach_masks(root, MaskConfig(unit=unit, targets=list(hard), init=1.0))
-    try:
-        with torch.no_grad():
-            for name, param in masks.logits.items():
-                keep = hard[name] if keep_subnetwork else ~hard[name]
-                param.copy_(torch.where(keep.to(param.device), 1.0, -1.0))
-        masks.eval()
-        if method != "zero":
-            _set_replacements(model, masks, method, data, seed)
-        yield masks
-    finally:
-        masks.detach()
+    fresh = _fresh_weights(root, hard, seed) if method == "random" else {}
+    # an attached MaskSet being ablated is switched off while ours act on the same sites
+    stacked = isinstance(sub, MaskSet) and sub.attached
+    with sub.disabled() if stacked else contextlib.nullcontext():  # type: ignore[union-attr]
+        masks = attach_masks(
+            root, MaskConfig(unit=unit, targets=_exact(hard), init=1.0), stack=stacked
+        )
+        handles: list[Any] = []
+        try:
+            with torch.no_grad():
+                for name, param in masks.logits.items():
+                    keep = hard[name] if keep_subnetwork else ~hard[name]
+                    param.copy_(torch.where(keep.to(param.device), 1.0, -1.0))
+            masks.eval()
+            for name, value in fresh.items():
+                masks.set_replacement(name, value)
+            if method in ("mean", "resample"):
+                handles = _set_activation_replacements(model, masks, method, data, seed)
+            yield masks
+        finally:
+            for handle in handles:
+                handle.remove()
+            masks.detach()
 
 
-def _as_masks(model: object, sub: SubnetworkLike) -> tuple[dict[str, Tensor], str]:
+def _exact(hard: dict[str, Tensor]) -> list[str]:
+    """Glob patterns that match exactly these site names (``[`` and ``*`` escaped)."""
+    import glob
+
+    return [glob.escape(name) for name in hard]
+
+
+def _as_masks(root: nn.Module, sub: SubnetworkLike) -> tuple[dict[str, Tensor], str]:
+    """Hard masks keyed by site and their unit, checked against ``root``'s sites."""
     if isinstance(sub, Subnetwork):
+        sub.check(root)
         return sub.masks, sub.config.unit
     if isinstance(sub, MaskSet):
+        if sub.model is not root:
+            raise AttachError(
+                "this MaskSet is attached to another model; use masks.hard() or save it and "
+                "load it onto this model"
+            )
         return sub.hard(), sub.config.unit
     if isinstance(sub, dict) and sub:
+        bad = [k for k, v in sub.items() if not (isinstance(v, Tensor) and v.dtype == torch.bool)]
+        if bad:
+            raise ConfigError(
+                f"mask dicts hold boolean masks (True = kept); {bad[:3]} are not bool tensors. "
+                "Turn logits into masks with `logits > 0`, or wrap them in a Subnetwork"
+            )
         for unit in ("weight", "neuron", "head"):
-            names = {s.name for s in find_sites(model, unit)}
-            if set(sub) <= names:
-                return {k: torch.as_tensor(v).bool() for k, v in sub.items()}, unit
-        raise ConfigError(
-            f"mask keys {sorted(sub)[:5]} are not sites of one unit kind of this model"
+            sites = {s.name: s for s in find_sites(root, unit)}
+            if set(sub) <= set(sites):
+                check_shapes(sub, sites)
+                return dict(sub), unit
+        raise TargetError(
+            f"mask keys {sorted(sub)[:5]} are not sites of one unit kind of this model; "
+            "see sc.list_sites(model, unit)"
         )
     raise ConfigError(
-        f"expected a Subnetwork, MaskSet or non-empty {{site: mask}} dict, got {type(sub).__name__}"
+        f"expected a Subnetwork, MaskSet or non-empty {{site: bool mask}} dict, got {type(sub).__name__}"
     )
 
 
-def _set_replacements(model: object, masks: MaskSet, method: str, data: Any, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    if method == "random":
-        for name, site in masks.sites.items():
-            masks.set_replacement(name, _fresh_init(masks.model, site, generator))
-        return
+def _fresh_weights(root: nn.Module, hard: dict[str, Tensor], seed: int) -> dict[str, Tensor]:
+    """New draws of the masked weights from the architecture's own initialisation."""
+    sites = {s.name: s for s in find_sites(root, "weight")}
+    clone, _ = reinitialize(root, seed)
+    out = {}
+    for name in hard:
+        site = sites[name]
+        module = clone.get_submodule(site.module) if site.module else clone
+        out[name] = getattr(module, site.attr or "weight").detach()
+    return out
+
+
+def _set_activation_replacements(
+    model: object, masks: MaskSet, method: str, data: Any, seed: int
+) -> list[Any]:
     # a Subtask contributes its training inputs, whatever form its data takes
     inputs = torch.cat([x for x, _ in data.batches("train")]) if isinstance(data, Subtask) else data
     if not isinstance(inputs, Tensor) or len(inputs) == 0:
         raise ConfigError("mean/resample need data as a non-empty input tensor or a Subtask")
     recorded = record_activations(model, masks, inputs)
-    for name, site in masks.sites.items():
-        acts = recorded[name]
-        if method == "mean":
-            masks.set_replacement(name, unit_mean(acts, site))
-        else:
-            masks.set_replacement(name, _Resampler(acts, generator))
+    if method == "mean":
+        for name, site in masks.sites.items():
+            masks.set_replacement(name, unit_mean(recorded[name], site))
+        return []
+    donors = Donors(inputs, torch.Generator().manual_seed(seed))
+    for name in masks.sites:
+        masks.set_replacement(name, _Resampler(recorded[name], donors))
+    return [_hooks.add_input_hook(masks.model, donors.draw)]
 
 
 def record_activations(model: object, masks: MaskSet, inputs: Tensor) -> dict[str, Tensor]:
@@ -159,7 +205,6 @@ def record_activations(model: object, masks: MaskSet, inputs: Tensor) -> dict[st
     root = masks.model
     for name, site in masks.sites.items():
         module = root.get_submodule(site.module) if site.module else root
-
         # the site's own activation: a module's output, or its input for io="input" sites
         handles.append(_hooks.observe(module, site, lambda t, n=name: store[n].append(t.detach())))
     try:
@@ -178,12 +223,58 @@ def unit_mean(acts: Tensor, site: Site) -> Tensor:
     return acts.mean(dim=tuple(range(axis)))
 
 
-class _Resampler:
-    """Replacement = recorded activations of other inputs, drawn by a seeded permutation."""
+def _row_keys(x: Tensor) -> list[int]:
+    return [hash(row.tobytes()) for row in x.detach().cpu().reshape(len(x), -1).numpy()]
 
-    def __init__(self, acts: Tensor, generator: torch.Generator):
+
+class Donors:
+    """Which recorded input each example of the current batch takes its activations from.
+
+    Drawn afresh for every forward pass (seeded), once for all masked sites, and never the
+    example itself: an input hook on the model compares each example with the recorded
+    inputs by content.
+    """
+
+    def __init__(self, inputs: Tensor, generator: torch.Generator):
+        self.n = len(inputs)
+        self.keys = torch.tensor(_row_keys(inputs), dtype=torch.int64)
+        if len(set(self.keys.tolist())) < 2:
+            raise ConfigError("resample needs data with at least two distinct inputs")
+        self.generator = generator
+        self.current: Tensor | None = None
+
+    def draw(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        x = next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None)
+        if x is None or x.ndim == 0:
+            self.current = None
+            return
+        own = torch.tensor(_row_keys(x), dtype=torch.int64)
+        donors = torch.randint(0, self.n, (len(own),), generator=self.generator)
+        for _ in range(100):  # redraw the donors that are the example itself
+            clash = self.keys[donors] == own
+            if not clash.any():
+                break
+            donors[clash] = torch.randint(0, self.n, (int(clash.sum()),), generator=self.generator)
+        self.current = donors
+
+    def rows(self, n_rows: int, per_input: int) -> Tensor:
+        """Recorded rows to use for a site output with ``n_rows`` rows."""
+        donors = self.current
+        if donors is None or n_rows % len(donors):
+            # the site's rows do not line up with the model's inputs: any recorded input
+            return torch.randint(0, self.n, (n_rows,), generator=self.generator) * per_input
+        k = n_rows // len(donors)  # e.g. the 4 candidates of an odd-one-out problem
+        slot = torch.arange(n_rows) % k % per_input
+        return donors.repeat_interleave(k) * per_input + slot
+
+
+class _Resampler:
+    """Replacement = the recorded activations of the donor inputs (see :class:`Donors`)."""
+
+    def __init__(self, acts: Tensor, donors: Donors):
         self.acts = acts
-        self.order = torch.randperm(len(acts), generator=generator)
+        self.donors = donors
+        self.per_input = max(1, len(acts) // donors.n)
 
     def __call__(self, output: Tensor) -> Tensor:
         if output.shape[1:] != self.acts.shape[1:]:
@@ -191,24 +282,4 @@ class _Resampler:
                 f"resample: recorded activations have shape {tuple(self.acts.shape[1:])} per "
                 f"example but this input gives {tuple(output.shape[1:])}; use inputs of the same shape"
             )
-        reps = math.ceil(len(output) / len(self.order))
-        return self.acts[self.order.repeat(reps)[: len(output)]]
-
-
-def _fresh_init(root: nn.Module, site: Site, generator: torch.Generator) -> Tensor:
-    """A new draw of the weight at ``site`` from its layer's own initialisation.
-
-    torch Linear/Conv layers: their default (Kaiming-uniform, ``a=sqrt(5)``). Other
-    weights (TransformerLens): a normal with the weight's own standard deviation.
-    """
-    module = root.get_submodule(site.module) if site.module else root
-    assert site.attr is not None
-    original = module.parametrizations[site.attr].original  # type: ignore[index]
-    fresh = torch.empty(original.shape, dtype=torch.float32)
-    if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
-        bound = 1.0 / math.sqrt(fresh[0].numel()) if fresh.ndim > 1 else 1.0
-        fresh.uniform_(-bound, bound, generator=generator)  # == kaiming_uniform_(a=sqrt(5))
-    else:
-        std = float(original.detach().float().std()) if original.numel() > 1 else 0.02
-        fresh.normal_(0.0, std, generator=generator)
-    return fresh.to(original.device, original.dtype)
+        return self.acts[self.donors.rows(len(output), self.per_input).to(self.acts.device)]

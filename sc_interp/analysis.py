@@ -3,17 +3,17 @@
 For every base model, subroutine (A, then B) and mask seed: learn a mask for the
 subroutine, measure the subnetwork alone (``isolate``) and the model without it
 (``ablate``) on both subtasks, and compare with two controls: the same analysis on a
-randomly initialised copy of the architecture (``random_init``) and size-matched random
-subnetworks ablated (``random_subnetwork``). Statistics and the verdict rule are in
-:mod:`sc_interp.stats`; the report object in :mod:`sc_interp.report`.
+randomly initialised copy of the architecture (``random_init``, drawn by
+:mod:`sc_interp.reinit`) and size-matched random subnetworks ablated
+(``random_subnetwork``). Intervals are in :mod:`sc_interp.stats`, the verdict rule in
+:mod:`sc_interp.verdict`, the report object in :mod:`sc_interp.report`.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from sc_interp.adapters import resolve
 from sc_interp.data import Subtask
 from sc_interp.errors import ConfigError
 from sc_interp.masks import MaskConfig
+from sc_interp.reinit import reinitialize
 from sc_interp.report import CompositionalityReport
 from sc_interp.subnetwork import Subnetwork
 from sc_interp.train import TrainConfig, train_masks
@@ -34,11 +35,16 @@ log = logging.getLogger(__name__)
 CONTROLS = ("random_init", "random_subnetwork")
 # a subnetwork "solves" its subtask when it keeps this share of the full model's accuracy above chance
 SOLVES = 0.8
+MIN_RANDOM = 10
 
 
 @torch.no_grad()
 def correctness(model: object, task: Subtask) -> np.ndarray:
-    """Per-example 0/1 correctness of ``model`` on ``task``'s test split."""
+    """Per-example scores of ``model`` on ``task``'s test split (0/1 correctness by default).
+
+    A Subtask with a custom ``metric`` must return one score per example (see
+    :meth:`Subtask.example_scores`).
+    """
     root = resolve(model)
     flags = {m: m.training for m in root.modules()}
     root.eval()
@@ -46,34 +52,11 @@ def correctness(model: object, task: Subtask) -> np.ndarray:
         out = []
         for x, y in task.batches("test"):
             logits = task.logits(forward(model, x))
-            out.append((logits.argmax(-1) == y.to(logits.device)).cpu().numpy())
+            out.append(task.example_scores(logits, y).cpu().numpy())
     finally:
         for m, flag in flags.items():
             m.training = flag
     return np.concatenate(out).astype(float)
-
-
-def reinitialize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """A randomly initialised, untrained copy of ``model`` (same architecture).
-
-    Modules with ``reset_parameters`` (Linear, Conv, norms, embeddings) use their own
-    initialisation; any other parameter is drawn from a normal with its current std.
-    """
-    clone = copy.deepcopy(resolve(model))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
-        covered = set()
-        for module in clone.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
-                covered.update(id(p) for p in module.parameters(recurse=False))
-        for p in clone.parameters():
-            if id(p) not in covered:
-                std = float(p.float().std()) if p.numel() > 1 else 0.02
-                p.copy_(torch.randn(p.shape, generator=gen) * (std or 0.02))
-    return clone
 
 
 def _random_masks(sub: Subnetwork, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -86,43 +69,57 @@ def _random_masks(sub: Subnetwork, gen: torch.Generator) -> dict[str, torch.Tens
     return out
 
 
-def _rows_for(
+@dataclass
+class _Collected:
+    """Everything the report is built from."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    subs: dict[tuple[int, str, str, int], Subnetwork] = field(default_factory=dict)
+    examples: dict[tuple[int, str, str, int], dict[str, np.ndarray]] = field(default_factory=dict)
+    random: dict[tuple[int, str, str, int], np.ndarray] = field(default_factory=dict)
+
+
+def _analyse(
     model: object, kind: str, model_id: int, tasks: tuple[Subtask, Subtask], mask: MaskConfig,
-    train: TrainConfig, seeds: Sequence[int], controls: Sequence[str], n_random: int, method: str,
-) -> tuple[list[dict[str, Any]], dict[tuple[int, str, str, int], Subnetwork], dict]:  # fmt: skip
-    rows, subs, examples = [], {}, {}
+    train: TrainConfig, seeds: Sequence[int], controls: Sequence[str], n_random: int,
+    method: str, out: _Collected,
+) -> None:  # fmt: skip
     full = {t.name: correctness(model, t) for t in tasks}
     # mean/resample ablations draw on the training inputs of both subtasks alike
     data = None
     if method in ("mean", "resample"):
         data = torch.cat([x for t in tasks for x, _ in t.batches("train")])
     for target, other in (tasks, tasks[::-1]):
+        ch_t, ch_o = target.chance, other.chance
         for seed in seeds:
+            key = (model_id, kind, target.name, seed)
             sub = train_masks(model, mask, target, replace(train, seed=seed))
-            subs[(model_id, kind, target.name, seed)] = sub
+            out.subs[key] = sub
             with isolate(model, sub, method, data=data, seed=seed):
                 sub_t, sub_o = correctness(model, target), correctness(model, other)
             with ablate(model, sub, method, data=data, seed=seed):
                 abl_t, abl_o = correctness(model, target), correctness(model, other)
-            chance = target.chance
-            acc = {k: float(v.mean()) for k, v in
-                   {"full_target": full[target.name], "full_other": full[other.name], "sub_target": sub_t,
-                    "sub_other": sub_o, "abl_target": abl_t, "abl_other": abl_o}.items()}  # fmt: skip
-            fl = {k: max(v, chance) for k, v in acc.items()}
+            acc = {"full_target": full[target.name].mean(), "full_other": full[other.name].mean(),
+                   "sub_target": sub_t.mean(), "sub_other": sub_o.mean(),
+                   "abl_target": abl_t.mean(), "abl_other": abl_o.mean()}  # fmt: skip
+            acc = {k: float(v) for k, v in acc.items()}
+            # every accuracy is floored at its own subtask's chance level
+            fl = {k: max(v, ch_t if k.endswith("target") else ch_o) for k, v in acc.items()}
             effect = (fl["full_target"] - fl["abl_target"]) - (fl["full_other"] - fl["abl_other"])
             row = {
                 "model": model_id, "kind": kind, "subroutine": target.name, "other": other.name,
-                "seed": seed, "chance": chance, **acc, "sub_delta": fl["sub_target"] - fl["sub_other"],
+                "seed": seed, "chance_target": ch_t, "chance_other": ch_o, **acc,
+                "sub_delta": fl["sub_target"] - fl["sub_other"],
                 "abl_delta": fl["abl_target"] - fl["abl_other"], "density": sub.density(),
                 "selective_effect": effect,
                 # a subnetwork that cannot do its own subtask says nothing about modularity
-                "solves_target": fl["sub_target"] - chance >= SOLVES * (fl["full_target"] - chance),
+                "solves_target": fl["sub_target"] - ch_t >= SOLVES * (fl["full_target"] - ch_t),
             }  # fmt: skip
             if kind == "trained" and not row["solves_target"]:
                 log.warning(
                     "the %s mask (seed %d) keeps %.2f accuracy on its own subtask (full model %.2f, "
                     "chance %.2f): mask training failed; try a lower l0 or a higher lr",
-                    target.name, seed, acc["sub_target"], acc["full_target"], chance,
+                    target.name, seed, acc["sub_target"], acc["full_target"], ch_t,
                 )  # fmt: skip
             if "random_subnetwork" in controls:
                 gen = torch.Generator().manual_seed(10_000 + seed)
@@ -131,13 +128,13 @@ def _rows_for(
                     with ablate(model, _random_masks(sub, gen), method, data=data, seed=seed):
                         rt, ro = correctness(model, target).mean(), correctness(model, other).mean()
                     draws.append(
-                        (fl["full_target"] - max(rt, chance)) - (fl["full_other"] - max(ro, chance))
+                        (fl["full_target"] - max(rt, ch_t)) - (fl["full_other"] - max(ro, ch_o))
                     )
+                out.random[key] = np.asarray(draws)
                 row["random_effect_p95"] = float(np.quantile(draws, 0.95))
                 row["beats_random"] = bool(effect > row["random_effect_p95"])
-            rows.append(row)
-            examples[(model_id, kind, target.name, seed)] = (sub_t, sub_o, abl_t, abl_o)
-    return rows, subs, examples
+            out.rows.append(row)
+            out.examples[key] = {"sub_t": sub_t, "sub_o": sub_o, "abl_t": abl_t, "abl_o": abl_o}
 
 
 def test_compositionality(
@@ -152,71 +149,92 @@ def test_compositionality(
     method: str = "zero",
     n_random: int = 10,
     margin: float = 0.1,
-    n_boot: int = 1000,
-    random_init: Callable[[nn.Module, int], nn.Module] = reinitialize,
+    n_boot: int = 2000,
+    random_init: Callable[[nn.Module, int], nn.Module] | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> CompositionalityReport:
     """Test structural compositionality of subroutines ``a`` and ``b``.
 
+    The verdict per subroutine follows the rule in :mod:`sc_interp.verdict`; the report
+    states it with its reason in words (``report.verdict``, ``report.reasons``).
+
     Args:
-        models: one trained model, or several independently trained ones (the clusters of
-            the statistics).
+        models: one trained model, or several independently trained ones (the units of the
+            statistics: with several, intervals are ``t`` intervals over per-model means).
         a, b: the two subtasks ("+A/-B" and "-A/+B" data sets).
         mask: what to mask (default: neuron masks on every neuron site).
         train: mask training hyper-parameters.
         seeds: number of mask seeds (or the seeds themselves).
-        controls: any of ``"random_init"`` and ``"random_subnetwork"``.
+        controls: any of ``"random_init"`` and ``"random_subnetwork"``. Without
+            ``random_init`` the verdict is uncontrolled; without ``random_subnetwork`` it
+            cannot be "compositional".
         method: ablation method for isolate/ablate.
-        n_random: random subnetworks per learned mask (at least 10 for the verdict).
-        margin: equivalence margin of the "not compositional" verdict.
-        n_boot: bootstrap draws.
-        random_init: builds the untrained copy for the random-init control.
-        seed: seeds the bootstrap.
+        n_random: random subnetworks per learned mask (at least 10).
+        margin: the smallest effect that counts, for both "compositional" and "not
+            compositional".
+        n_boot: bootstrap draws (one base model).
+        random_init: builds the untrained copy for the random-init control from the model
+            and a seed (default: :func:`sc_interp.reinit.reinitialize`, the architecture's
+            own initialisation).
+        seed: seeds the bootstrap and the random-init copies.
         progress: show a progress bar over (model, arm) analyses.
 
     Returns:
         A :class:`CompositionalityReport` (``.table``, ``.summary``, ``.verdict``,
-        ``.overlap``, ``.plot()``, ``.save(dir)``).
+        ``.reasons``, ``.overlap``, ``.plot()``, ``.save(dir)``).
+
+    Raises:
+        ConfigError: unknown control, equal subtask names, fewer than 10 random subnetworks,
+            no model or no seed, a margin outside (0, 1).
     """
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ConfigError(f"unknown control(s) {unknown}; allowed: {list(CONTROLS)}")
     if a.name == b.name:
         raise ConfigError(f"the two subtasks need different names, both are {a.name!r}")
+    if "random_subnetwork" in controls and n_random < MIN_RANDOM:
+        raise ConfigError(
+            f"n_random={n_random}: the random-subnetwork control needs at least {MIN_RANDOM} "
+            "random subnetworks per learned mask (its 95th percentile is the bar to beat)"
+        )
+    if not 0 < margin < 1:
+        raise ConfigError(f"margin must lie in (0, 1), got {margin}")
     model_list = list(models) if isinstance(models, list | tuple) else [models]
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not model_list or not seed_list:
         raise ConfigError("need at least one model and one seed")
     mask = mask or MaskConfig(unit="neuron")
     train = train or TrainConfig(progress=False)
-    rows, subs, examples = [], {}, {}
+    out = _Collected()
     arm_names = ["trained"] + (["random_init"] if "random_init" in controls else [])
+    init_notes: list[str] = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(model_list) * len(arm_names), desc="compositionality", unit="model")
     for i, model in enumerate(model_list):
-        arms = [("trained", model)]
+        arms: list[tuple[str, object]] = [("trained", model)]
         if "random_init" in controls:
-            arms.append(("random_init", random_init(resolve(model), seed + i)))
+            if random_init is None:
+                clone, record = reinitialize(resolve(model), seed + i)
+                init_notes.append(record.describe())
+            else:
+                clone = random_init(resolve(model), seed + i)
+                init_notes.append("user-supplied random_init")
+            arms.append(("random_init", clone))
         for kind, m in arms:
             if bar is not None:
                 bar.set_postfix(model=i, arm=kind)
-            r, s, e = _rows_for(
-                m, kind, i, (a, b), mask, train, seed_list, controls, n_random, method
-            )
-            rows += r
-            subs.update(s)
-            examples.update(e)
+            _analyse(m, kind, i, (a, b), mask, train, seed_list, controls, n_random, method, out)
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
     return CompositionalityReport.build(
-        rows, subs, examples, chance={a.name: a.chance, b.name: b.chance},
-        margin=margin, n_boot=n_boot, seed=seed,
+        out.rows, out.subs, out.examples, out.random, margin=margin, n_boot=n_boot, seed=seed,
+        init_method="; ".join(dict.fromkeys(init_notes)) or None,
     )  # fmt: skip
 
 

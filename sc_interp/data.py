@@ -68,7 +68,9 @@ class Subtask:
         readout: model output -> ``[batch, classes]`` logits (default
             :func:`default_readout`).
         loss: ``(logits, labels) -> scalar`` (default cross-entropy).
-        metric: ``(logits, labels) -> float`` (default accuracy).
+        metric: ``(logits, labels) -> float`` or a ``[batch]`` tensor of per-example scores
+            (default accuracy). :func:`sc_interp.test_compositionality` needs the per-example
+            form, since it resamples test examples.
         batch_size: batch size used for tensor data and Datasets.
 
     Example:
@@ -125,12 +127,36 @@ class Subtask:
         return self.loss(logits, labels)
 
     def compute_metric(self, logits: Tensor, labels: Tensor) -> float:
-        """Apply the metric (default accuracy)."""
+        """Apply the metric (default accuracy); a per-example metric is averaged."""
         labels = labels.to(logits.device)
         if self.metric is None:
             check_labels(labels, logits.shape[-1], self.name)
             return accuracy(logits, labels)
-        return float(self.metric(logits, labels))
+        value = self.metric(logits, labels)
+        return float(value.float().mean()) if isinstance(value, Tensor) else float(value)
+
+    def example_scores(
+        self, logits: Float[Tensor, "batch classes"], labels: Int[Tensor, " batch"]
+    ) -> Float[Tensor, " batch"]:
+        """Per-example scores: 0/1 correctness, or the metric's per-example values.
+
+        The compositionality analysis resamples test examples, so it needs one score per
+        example: a custom ``metric`` must return a ``[batch]`` tensor for it.
+        """
+        labels = labels.to(logits.device)
+        if self.metric is None:
+            check_labels(labels, logits.shape[-1], self.name)
+            return (logits.argmax(-1) == labels).float()
+        value = self.metric(logits, labels)
+        if not isinstance(value, Tensor) or value.shape != labels.shape:
+            raise ConfigError(
+                f"subtask {self.name!r}: the analysis needs a score per example, but its metric "
+                f"returned {type(value).__name__}"
+                + (f" of shape {tuple(value.shape)}" if isinstance(value, Tensor) else "")
+                + f"; give a metric returning a [batch] tensor (shape {tuple(labels.shape)}, "
+                "e.g. per-example 0/1 correctness), or metric=None for accuracy"
+            )
+        return value.detach().float()
 
 
 def check_labels(labels: Tensor, n_classes: int, name: str) -> None:

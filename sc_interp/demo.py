@@ -36,7 +36,7 @@ class DemoSettings:
 
 
 FULL = DemoSettings(n_train=1000, n_test=400, seeds=3, mask_epochs=10, n_random=10, n_boot=1000)
-QUICK = DemoSettings(n_train=200, n_test=60, seeds=1, mask_epochs=2, n_random=2, n_boot=100)
+QUICK = DemoSettings(n_train=200, n_test=60, seeds=1, mask_epochs=2, n_random=10, n_boot=200)
 # L0 weight on the raw sum of weight-mask entries, per task family (picked on held-out
 # subtask accuracy and density of the trained model, never on the compositionality outcome)
 L0 = {"language": 1e-4, "vision": 1e-5}

@@ -376,13 +376,17 @@ def _site_device(root: nn.Module, site: Site) -> torch.device:
     return torch.device("cpu")
 
 
-def attach_masks(model: object, config: MaskConfig, *, seed: int = 0) -> MaskSet:
+def attach_masks(
+    model: object, config: MaskConfig, *, seed: int = 0, stack: bool = False
+) -> MaskSet:
     """Attach trainable masks to ``model`` and freeze its parameters.
 
     Args:
         model: a torch module, TransformerLens model or nnsight wrapper.
         config: what to mask (:class:`MaskConfig`).
         seed: seeds the MaskSet's generator (hard-concrete sampling).
+        stack: allow sites that already carry another MaskSet's masks (both then act;
+            :func:`sc_interp.ablate` uses it with the other MaskSet disabled).
 
     Returns:
         The attached :class:`MaskSet` (also a context manager that detaches on exit).
@@ -409,7 +413,7 @@ def attach_masks(model: object, config: MaskConfig, *, seed: int = 0) -> MaskSet
             f"{[u for u in ('weight', 'neuron', 'head') if list_sites(root, u)]}"
         )
     sites = select_sites(available, config.targets)
-    taken = [s.name for s in sites if _hooks.is_masked(root, s)]
+    taken = [] if stack else [s.name for s in sites if _hooks.is_masked(root, s)]
     if taken:
         raise AttachError(
             f"site(s) {taken} already carry sc-interp masks; detach the other MaskSet first"

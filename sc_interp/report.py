@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from sc_interp import stats
 from sc_interp._optional import require
 from sc_interp.subnetwork import Subnetwork
+from sc_interp.verdict import Evidence, decide, rule_text
 
 
 @dataclass
@@ -21,13 +21,19 @@ class CompositionalityReport:
 
     Attributes:
         table: one row per base model, arm (``trained``/``random_init``), subroutine and
-            seed: accuracies (raw), floored ``sub_delta``/``abl_delta``, density and the
-            random-subnetwork control.
-        summary: one row per arm and subroutine: means, bootstrap 95% CIs, one-sided
-            bootstrap p-values and the verdict.
+            seed: accuracies (raw), floored ``sub_delta``/``abl_delta``, density,
+            ``solves_target`` and the random-subnetwork control.
+        summary: one row per arm and subroutine: means, 95% CIs, one-sided p-values, the
+            pooled random-subnetwork comparison, the contrast with the untrained control,
+            the interval method, the verdict and its reason.
         verdict: the trained model's verdict per subroutine.
+        reasons: the reason for each verdict, in words.
         overlap: IoU of the A and B masks (overall and per site) and across seeds.
         subnetworks: the learned masks keyed by ``(model, arm, subroutine, seed)``.
+        margin: the effect-size margin of the verdict rule.
+        controlled: whether the random-init control was run (else the verdict is
+            uncontrolled).
+        init_method: how the random-init copies were drawn.
     """
 
     table: Any
@@ -36,84 +42,109 @@ class CompositionalityReport:
     overlap: Any
     subnetworks: dict[tuple[int, str, str, int], Subnetwork] = field(repr=False)
     margin: float = 0.1
+    reasons: dict[str, str] = field(default_factory=dict)
+    controlled: bool = False
+    init_method: str | None = None
 
     @classmethod
     def build(
-        cls, rows: list[dict[str, Any]], subs: dict, examples: dict, chance: dict[str, float],
-        margin: float, n_boot: int, seed: int,
+        cls, rows: list[dict[str, Any]], subs: dict, examples: dict, random: dict,
+        margin: float = 0.1, n_boot: int = 2000, seed: int = 0, init_method: str | None = None,
     ) -> CompositionalityReport:  # fmt: skip
-        """Compute statistics, verdicts and overlaps from the raw rows."""
+        """Compute intervals, verdicts and overlaps from the raw rows.
+
+        Args:
+            rows: one dict per (model, arm, subroutine, seed), as in :attr:`table`.
+            subs: the learned Subnetworks under the same keys.
+            examples: per key, per-example scores ``{"sub_t", "sub_o", "abl_t", "abl_o"}``.
+            random: per key, the random subnetworks' selective effects (if that control ran).
+        """
         pd = require("pandas")
         table = pd.DataFrame(rows)
+        kinds = set(table["kind"])
         summary_rows = []
         for (kind, sub), group in table.groupby(["kind", "subroutine"], sort=False):
-            ch = chance[sub]
-            entry: dict[str, Any] = {
-                "kind": kind,
-                "subroutine": sub,
-                "n_models": group["model"].nunique(),
-                "n_rows": len(group),
-            }
-            for col, pos in (("sub_delta", (0, 1)), ("abl_delta", (2, 3))):
-                if entry["n_models"] > 1:
-                    clusters = {m: g[col].tolist() for m, g in group.groupby("model")}
-                    draws = stats.cluster_bootstrap(clusters, n_boot, seed)
-                else:
-                    pairs = [
-                        (
-                            examples[(r.model, kind, sub, r.seed)][pos[0]],
-                            examples[(r.model, kind, sub, r.seed)][pos[1]],
-                        )
-                        for r in group.itertuples()
-                    ]
-                    draws = stats.example_bootstrap(pairs, ch, n_boot, seed)
-                lo, hi = stats.bootstrap_ci(draws)
-                entry[col] = float(group[col].mean())
-                entry[f"{col}_lo"], entry[f"{col}_hi"] = lo, hi
-                # one-sided bootstrap p-value in the direction SC predicts
-                entry[f"{col}_p"] = float(
-                    np.mean(draws <= 0) if col == "sub_delta" else np.mean(draws >= 0)
-                )
-            beats = group["beats_random"].mean() if "beats_random" in group else float("nan")
-            entry["beats_random"] = beats
-            entry["solves_target"] = float(group["solves_target"].mean())
-            entry["verdict"] = stats.verdict(
-                (entry["sub_delta_lo"], entry["sub_delta_hi"]),
-                (entry["abl_delta_lo"], entry["abl_delta_hi"]),
-                bool(beats > 0.5) if not math.isnan(beats) else False,
-                margin,
+            keys = [(r.model, kind, sub, r.seed) for r in group.itertuples()]
+            first = group.iloc[0]
+            chances = (float(first["chance_target"]), float(first["chance_other"]))
+            sub_ci = stats.interval(
+                _arms(group, kind, examples, "sub", chances), True, n_boot, seed
             )
+            abl_ci = stats.interval(
+                _arms(group, kind, examples, "abl", chances), False, n_boot, seed
+            )
+            control = None
+            if kind == "trained" and "random_init" in kinds:
+                control = stats.interval(
+                    _contrast(table, group, sub, examples, chances), False, n_boot, seed
+                )
+            draws = [random[k] for k in keys if k in random]
+            effect = float(group["selective_effect"].mean())
+            p95 = float(np.quantile(np.concatenate(draws), 0.95)) if draws else None
+            evidence = Evidence(
+                sub_ci, abl_ci, len(group), int(group["solves_target"].sum()),
+                effect if draws else None, p95, control, is_control=kind != "trained",
+            )  # fmt: skip
+            verdict, reason = decide(evidence, margin)
+            entry: dict[str, Any] = {"kind": kind, "subroutine": sub,
+                                     "n_models": group["model"].nunique(), "n_masks": len(group)}  # fmt: skip
+            for name, ci in (
+                ("sub_delta", sub_ci),
+                ("abl_delta", abl_ci),
+                ("control_abl_diff", control),
+            ):
+                if ci is not None:
+                    entry.update({name: ci.estimate, f"{name}_lo": ci.lo, f"{name}_hi": ci.hi,
+                                  f"{name}_p": ci.p})  # fmt: skip
+            entry.update(
+                selective_effect=effect,
+                random_effect_p95=p95 if p95 is not None else float("nan"),
+                beats_random=(effect > p95) if p95 is not None else float("nan"),
+                solves_target=f"{evidence.n_solving}/{evidence.n_masks}",
+                interval=sub_ci.method, verdict=verdict, reason=reason,
+            )  # fmt: skip
             summary_rows.append(entry)
         summary = pd.DataFrame(summary_rows)
-        verdict = {r["subroutine"]: r["verdict"] for r in summary_rows if r["kind"] == "trained"}
-        return cls(table, summary, verdict, _overlap(subs), subs, margin)
+        trained = [r for r in summary_rows if r["kind"] == "trained"]
+        return cls(
+            table, summary, {r["subroutine"]: r["verdict"] for r in trained}, _overlap(subs),
+            subs, margin, {r["subroutine"]: r["reason"] for r in trained},
+            "random_init" in kinds, init_method,
+        )  # fmt: skip
+
+    def warnings(self) -> list[str]:
+        """What a reader must not miss: failed masks, a control that shows the signature."""
+        out = []
+        s = self.summary
+        for row in s[s["kind"] == "trained"].itertuples():
+            solved, total = map(int, str(row.solves_target).split("/"))
+            if solved < total:
+                out.append(
+                    f"{total - solved} of {total} {row.subroutine} masks do not solve their own "
+                    "subtask (mask training needs a lower l0 or a higher lr)"
+                )
+        for row in s[s["kind"] == "random_init"].itertuples():
+            if row.verdict == "compositional":
+                out.append(
+                    f"the untrained (random-init) control shows the signature for {row.subroutine} "
+                    "on its own; only a trained abl_delta clearly below the control's counts"
+                )
+        if not self.controlled:
+            out.append("uncontrolled: the random-init control was not run")
+        return out
 
     def to_markdown(self) -> str:
         """The report as markdown (tables as pipe tables)."""
-        lines = ["# Structural compositionality report", ""]
-        lines += ["## Verdicts", ""]
-        lines += [f"- **{k}**: {v}" for k, v in self.verdict.items()]
-        failed = self.summary[
-            (self.summary["kind"] == "trained") & (self.summary["solves_target"] < 1)
-        ]
-        for row in failed.itertuples():
-            lines.append(
-                f"- warning: some {row.subroutine} masks do not solve their own subtask "
-                f"(solves_target {row.solves_target:.2f}); mask training needs a lower l0 or a higher lr"
-            )
-        lines += ["", "Rule: compositional when the 95% CI of sub_delta > 0, the CI of abl_delta < 0, and the",
-                  "subnetwork beats the size-matched random-subnetwork control; not compositional when both",
-                  f"CIs lie within ±{self.margin} or on the wrong side of 0; otherwise inconclusive.", ""]  # fmt: skip
-        lines += [
-            "## Summary",
-            "",
-            _markdown(self.summary),
-            "",
-            "## Runs",
-            "",
-            _markdown(self.table),
-        ]
-        lines += ["", "## Mask overlap (IoU)", "", _markdown(self.overlap)]
+        lines = ["# Structural compositionality report", "", "## Verdicts", ""]
+        lines += [f"- **{k}**: {v}: {self.reasons.get(k, '')}" for k, v in self.verdict.items()]
+        lines += [f"- warning: {w}" for w in self.warnings()]
+        lines += ["", "## The rule", "", rule_text(self.margin), ""]
+        methods = sorted(set(self.summary["interval"]))
+        lines += [f"Intervals: {'; '.join(methods)}."]
+        if self.init_method:
+            lines += ["", f"Random-init control drawn by: {self.init_method}."]
+        lines += ["", "## Summary", "", _markdown(self.summary), "", "## Runs", "",
+                  _markdown(self.table), "", "## Mask overlap (IoU)", "", _markdown(self.overlap)]  # fmt: skip
         return "\n".join(lines) + "\n"
 
     def plot(self) -> Any:
@@ -172,13 +203,46 @@ class CompositionalityReport:
     def __repr__(self) -> str:
         cols = ["kind", "subroutine", "sub_delta", "sub_delta_lo", "sub_delta_hi", "abl_delta",
                 "abl_delta_lo", "abl_delta_hi", "beats_random", "solves_target", "verdict"]  # fmt: skip
-        return "CompositionalityReport\n" + self.summary[cols].to_string(
-            index=False, float_format="%.3f"
-        )
+        lines = [
+            "CompositionalityReport",
+            self.summary[cols].to_string(index=False, float_format="%.3f"),
+        ]
+        lines += [f"{k}: {v} ({self.reasons.get(k, '')})" for k, v in self.verdict.items()]
+        lines += [f"warning: {w}" for w in self.warnings()]
+        return "\n".join(lines)
 
 
 def _chance(report: CompositionalityReport) -> float:
-    return float(report.table["chance"].iloc[0]) if "chance" in report.table else 0.25
+    return float(report.table["chance_target"].mean())
+
+
+def _arms(
+    group: Any, kind: str, examples: dict, measure: str, chances: tuple[float, float],
+    weight: float = 1.0,
+) -> dict[int, list[stats.Arm]]:  # fmt: skip
+    """Per base model, one Arm stacking the seeds' per-example scores of ``measure``."""
+    out: dict[int, list[stats.Arm]] = {}
+    for model, rows in group.groupby("model", sort=False):
+        scores = [examples[(model, kind, r.subroutine, r.seed)] for r in rows.itertuples()]
+        out[int(model)] = [
+            stats.Arm(
+                np.stack([s[f"{measure}_t"] for s in scores]),
+                np.stack([s[f"{measure}_o"] for s in scores]),
+                *chances,
+                weight,
+            )
+        ]
+    return out
+
+
+def _contrast(
+    table: Any, trained: Any, sub: str, examples: dict, chances: tuple[float, float]
+) -> dict[int, list[stats.Arm]]:
+    """Trained minus random-init ``abl_delta`` arms, per base model (same test sets)."""
+    control = table[(table["kind"] == "random_init") & (table["subroutine"] == sub)]
+    mine = _arms(trained, "trained", examples, "abl", chances)
+    theirs = _arms(control, "random_init", examples, "abl", chances, weight=-1.0)
+    return {m: mine[m] + theirs[m] for m in mine if m in theirs}
 
 
 def _markdown(df: Any) -> str:

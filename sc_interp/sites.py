@@ -20,7 +20,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from sc_interp.errors import ConfigError, TargetError
+from sc_interp.errors import AttachError, ConfigError, TargetError
 
 Unit = Literal["weight", "neuron", "head"]
 UNITS: tuple[str, ...] = get_args(Unit)
@@ -178,6 +178,26 @@ def select_sites(sites: Sequence[Site], targets: Sequence[str] | None) -> list[S
             f"target pattern(s) {unmatched} match no site; available sites: {shown or '(none)'}"
         )
     return [s for s in sites if any(fnmatch.fnmatchcase(s.name, p) for p in targets)]
+
+
+def check_shapes(masks: dict[str, Tensor], sites: dict[str, Site]) -> None:
+    """Raise :class:`AttachError` unless every mask has its site's shape.
+
+    Example:
+        >>> check_shapes({"fc": torch.ones(3)}, {"fc": Site("fc", "neuron", (4,), "fc")})
+        Traceback (most recent call last):
+        ...
+        sc_interp.errors.AttachError: mask for site 'fc' has shape (3,), the model's site has shape (4,)
+    """
+    for name, mask in masks.items():
+        site = sites.get(name)
+        if site is None:
+            raise TargetError(f"no site {name!r} in this model; sites: {list(sites)[:20]}")
+        if tuple(mask.shape) != tuple(site.shape):
+            raise AttachError(
+                f"mask for site {name!r} has shape {tuple(mask.shape)}, the model's site has "
+                f"shape {tuple(site.shape)}"
+            )
 
 
 def expand_to_activation(mask: Tensor, site: Site, activation: Tensor) -> Tensor:

@@ -6,15 +6,17 @@ configs, the per-epoch history and the fingerprint of the model it was learned o
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sc_interp.errors import ConfigError, MaskFileError
+from sc_interp.adapters import find_sites, resolve
+from sc_interp.errors import AttachError, ConfigError, MaskFileError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
-from sc_interp.sites import UnitMap
+from sc_interp.sites import UnitMap, check_shapes, model_fingerprint
 
 FORMAT = "sc-interp.subnetwork/1"
 
@@ -72,9 +74,36 @@ class Subnetwork:
         """Fraction of units removed (``1 - density``)."""
         return 1.0 - self.density()
 
+    def check(self, model: object) -> None:
+        """Raise unless ``model`` is the model these masks were learned on (or one like it).
+
+        Raises:
+            AttachError: the fingerprints differ (parameter names or shapes), or a mask's
+                shape differs from its site's.
+            TargetError: a site of this subnetwork does not exist in ``model``.
+        """
+        root = resolve(model)
+        if self.fingerprint:
+            actual = model_fingerprint(root)
+            if actual != self.fingerprint:
+                raise AttachError(
+                    f"this Subnetwork was learned on another model: its fingerprint is "
+                    f"{self.fingerprint}, this model's is {actual} (parameter names or shapes differ)"
+                )
+        sites = {s.name: s for s in find_sites(root, self.config.unit)}
+        check_shapes(self.logits, sites)
+
     def attach(self, model: object) -> MaskSet:
-        """Attach these masks (hard, eval mode) to ``model``; detach the result when done."""
-        config = MaskConfig(**{**self.config.to_dict(), "targets": list(self.logits)})
+        """Attach these masks (hard, eval mode) to ``model``; detach the result when done.
+
+        Raises:
+            AttachError: ``model`` is not the model the masks were learned on (fingerprint
+                or shapes differ); nothing is attached then.
+        """
+        self.check(model)
+        config = MaskConfig(
+            **{**self.config.to_dict(), "targets": [glob.escape(n) for n in self.logits]}
+        )
         masks = attach_masks(model, config)
         with torch.no_grad():
             for name, param in masks.logits.items():

@@ -19,13 +19,19 @@ A_UNITS = tuple(range(0, 8))
 B_UNITS = tuple(range(8, 16))
 
 
-def planted_mlp(shared: bool = False, scale: float = 4.0) -> nn.Sequential:
+def planted_mlp(shared: bool = False, scale: float = 4.0, entangled: float = 0.0) -> nn.Sequential:
     """``Linear(8, 16) -> ReLU -> Linear(16, 4)`` with a planted circuit per subtask.
 
     Inputs are ``[a (4 dims), b (4 dims)]``. Hidden unit ``i < 4`` is ``relu(a_i)``,
     ``4 <= i < 8`` is ``relu(-a_i)``, and units 8-15 do the same for ``b``. Output logits
     0-1 give ``(-sum a, +sum a)`` (subtask A's head) and 2-3 ``(-sum b, +sum b)`` (B's head).
     With ``shared=True``, B's head reads A's units too (and units 8-15 are unused).
+
+    With ``entangled=k > 0`` the A units carry a constant 10 on top (``10 + a_i``,
+    ``10 - a_i``, which A's head cancels), and B's "+" logit reads ``k`` times their sum
+    (a constant 80) against a bias of ``-80 k``: the full model is unchanged, but ablating
+    A's units shifts B's logit by ``-80 k``, so B breaks partly with A (at ``k = 1/3`` B
+    keeps about 0.55 accuracy). An entangled model must not come out compositional.
 
     Example:
         >>> net = planted_mlp()
@@ -46,6 +52,10 @@ def planted_mlp(shared: bool = False, scale: float = 4.0) -> nn.Sequential:
         w2[1, :8], w2[0, :8] = signed, -signed
         b_units = slice(0, 8) if shared else slice(8, 16)
         w2[3, b_units], w2[2, b_units] = signed, -signed
+        if entangled:
+            first.bias[:8] = 10.0
+            w2[3, :8] += entangled
+            second.bias[3] = -80.0 * entangled
     for p in net.parameters():
         p.requires_grad_(False)
     return net

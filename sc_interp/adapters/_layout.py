@@ -8,17 +8,40 @@ recognised by class name and its ``nf`` attribute.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 def is_hf_conv1d(module: nn.Module) -> bool:
     """True for Hugging Face's ``Conv1D`` (a linear layer with ``weight`` ``[in, out]``).
 
+    Parametrized modules get a generated subclass, so the whole class hierarchy is checked.
+
     Example:
         >>> is_hf_conv1d(nn.Linear(2, 3))
         False
     """
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+    return hasattr(module, "nf") and any(c.__name__ == "Conv1D" for c in type(module).__mro__)
+
+
+def weight_of(module: nn.Module) -> torch.Tensor | None:
+    """``module.weight`` for its shape, read without running parametrizations if any.
+
+    Example:
+        >>> weight_of(nn.Linear(2, 3)).shape
+        torch.Size([3, 2])
+    """
+    if parametrize.is_parametrized(module, "weight"):
+        # ours (another MaskSet's) or the user's own: the original has the shape
+        plist = module.parametrizations["weight"]  # type: ignore[index,union-attr]
+        weight = getattr(plist, "original", None)
+        if weight is None:  # several originals (weight_norm): the computed weight's shape
+            with torch.no_grad():
+                weight = getattr(module, "weight", None)
+    else:
+        weight = getattr(module, "weight", None)
+    return weight if isinstance(weight, torch.Tensor) else None
 
 
 def weight_axes(module: nn.Module) -> tuple[int, int] | None:

@@ -43,7 +43,7 @@ from typing import Any
 
 from torch import nn
 
-from sc_interp.adapters._layout import weight_axes
+from sc_interp.adapters._layout import weight_axes, weight_of
 from sc_interp.adapters.hf_families import FAMILIES, Family
 from sc_interp.sites import Site, UnitMap
 
@@ -154,7 +154,7 @@ def _check(path: str, module: nn.Module | None, role: str, d: Dims) -> tuple[int
     if module is None:
         raise _Mismatch(f"no module {path!r}")
     axes = weight_axes(module)
-    weight = getattr(module, "weight", None)
+    weight = weight_of(module)
     if axes is None or weight is None or weight.ndim != 2:
         raise _Mismatch(f"{path!r} is a {type(module).__name__}, not a Linear or Conv1D")
     for expected, axis, side in (
@@ -194,7 +194,7 @@ def _layer_sites(
         for role in _ORDER:
             if role in roles:
                 full = _join(prefix, f"{path}.{roles[role]}")
-                shape = tuple(modules[f"{path}.{roles[role]}"].weight.shape)  # type: ignore[union-attr]
+                shape = tuple(weight_of(modules[f"{path}.{roles[role]}"]).shape)  # type: ignore[union-attr]
                 units = _unit_map(role, layer, axes[role], d, family)
                 found.append(Site(f"{full}.weight", "weight", shape, full, "weight", units=units))
         return found
@@ -224,8 +224,8 @@ def _embedding_sites(model: nn.Module, prefix: str, last: bool) -> list[Site]:
         modules = [m for m in model.modules() if isinstance(m, nn.Embedding)]
     found = []
     for module in modules:
-        weight = getattr(module, "weight", None)
-        if isinstance(weight, nn.Parameter):
+        weight = weight_of(module)
+        if weight is not None:
             full = _join(prefix, paths[id(module)])
             found.append(
                 Site(f"{full}.weight", "weight", tuple(weight.shape), full, "weight", default=False)

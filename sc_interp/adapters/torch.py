@@ -17,15 +17,16 @@ Weight layouts come from the module type (``nn.Linear`` ``[out, in]``, ``Conv1D`
 from __future__ import annotations
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from sc_interp.adapters import hf as _hf
 from sc_interp.adapters import transformer_lens as _tl
-from sc_interp.adapters._layout import weight_axes
+from sc_interp.adapters._layout import weight_axes, weight_of
 from sc_interp.sites import Site
 
 
 def _layer_sites(path: str, module: nn.Module, unit: str) -> list[Site]:
-    weight = getattr(module, "weight", None)
+    weight = weight_of(module)
     axes = weight_axes(module)
     if weight is None or axes is None:
         return []
@@ -62,5 +63,7 @@ def sites(model: nn.Module, unit: str, prefix: str = "") -> list[Site]:
             return known
     found = _layer_sites(prefix, model, unit)
     for name, child in model.named_children():
+        if name == "parametrizations" and parametrize.is_parametrized(model):
+            continue  # torch.nn.utils.parametrize's container, not a layer of the model
         found.extend(sites(child, unit, _join(prefix, name)))
     return found

@@ -38,6 +38,7 @@ _HOOKED = "HookedTransformer"
 _BRIDGE = "TransformerBridge"
 _ATTN_ORDER = {"Q": 0, "K": 1, "V": 2, "O": 3, "in": 4, "gate": 5, "out": 6}
 _HT_WEIGHT = re.compile(r"^blocks\.(\d+)\.(?:attn\.W_([QKVO])|mlp\.W_(in|gate|out))$")
+_PARAMETRIZED = re.compile(r"\.parametrizations\.(\w+)\.original$")
 _BRIDGE_WEIGHT = re.compile(r"^blocks\.(\d+)\.(?:attn\.([qkvo])|mlp\.(in|gate|out))\.weight$")
 
 
@@ -108,7 +109,9 @@ def _weight_sites(model: nn.Module, family: str, prefix: str) -> list[Site]:
         named = dict(model.state_dict(keep_vars=True))
         pattern = _BRIDGE_WEIGHT
     keyed = []
-    for name, param in named.items():
+    for raw, param in named.items():
+        # see through parametrizations (another MaskSet's, or the user's own)
+        name = _PARAMETRIZED.sub(r".\1", raw)
         match = pattern.match(name)
         if match is None or id(param) not in owners:
             continue
@@ -118,12 +121,14 @@ def _weight_sites(model: nn.Module, family: str, prefix: str) -> list[Site]:
     found = []
     for (layer, _), name, param, kind in sorted(keyed, key=lambda item: item[0]):
         path, attr = owners[id(param)]
+        holder = re.match(r"^(.*)\.parametrizations\.(\w+)$", path)
+        if holder is not None and attr == "original":  # the parametrized module itself
+            path, attr = holder.groups()
         if family == _HOOKED:
             units = _hooked_units(kind, layer)
         else:
-            units = (
-                None if cfg is None else _bridge_units(kind, layer, model.get_submodule(path), cfg)
-            )
+            module = model.get_submodule(path)
+            units = None if cfg is None else _bridge_units(kind, layer, module, cfg)
         found.append(
             Site(
                 _join(prefix, name),
