@@ -136,3 +136,32 @@ def test_hf_model_nested_in_a_plain_module_keeps_its_prefix() -> None:
 
     names = [s.name for s in sc.list_sites(Wrapper(), "head")]
     assert names == [f"encoder.bert.encoder.layer.{i}.attention.output.dense" for i in range(2)]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_sites_are_the_same_while_masks_are_attached(family: str) -> None:
+    model = FAMILIES[family].make()
+    before = {unit: sc.list_sites(model, unit) for unit in ("weight", "neuron", "head")}
+    with sc.attach_masks(model, sc.MaskConfig(unit="weight")) as masks:  # parametrized Conv1D
+        assert {u: sc.list_sites(model, u) for u in before} == before
+        masks.eval()
+        with sc.ablate(model, masks):  # stacks a second MaskSet on the same weights
+            pass
+
+
+@needs_nnsight
+def test_nnsight_transformers_model_works_like_language_model() -> None:
+    from hf_zoo import load_tokenizer
+    from nnsight.modeling.transformers import TransformersModel
+
+    f, x = FAMILIES["llama"], tokens()
+    plain = f.make()
+    wrapped = TransformersModel(f.make(), tokenizer=load_tokenizer(), task="text-generation")
+    assert sc.list_sites(wrapped, "head") == sc.list_sites(plain, "head")
+    reference = run(wrapped, x)
+    with sc.attach_masks(wrapped, sc.MaskConfig(unit="head", init=0.2)) as masks:
+        masks.eval()
+        assert torch.equal(run(wrapped, x), reference)
+        with torch.no_grad():
+            masks.logits["model.layers.0.self_attn.o_proj"][0] = -1.0
+        assert not torch.allclose(run(wrapped, x), reference)
