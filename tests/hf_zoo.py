@@ -153,10 +153,22 @@ FAMILIES: dict[str, Family] = {
             "model.decoder.layers.{L}.self_attn.out_proj", "model.decoder.layers.{L}.fc2",
             "model.decoder.layers.{L}.self_attn.v_proj.weight", (0, 0),
         ),
+        Family(
+            "qwen3",
+            _build("Qwen3Config", "Qwen3ForCausalLM", **dict(_GQA, head_dim=4)),
+            "model.layers.{L}.self_attn.o_proj", "model.layers.{L}.mlp.down_proj",
+            "model.layers.{L}.self_attn.q_proj.weight", (3, 3),
+        ),
+        Family(
+            "roberta",
+            _build("RobertaConfig", "RobertaForMaskedLM", **dict(_SMALL, max_position_embeddings=64)),
+            "roberta.encoder.layer.{L}.attention.output.dense", "roberta.encoder.layer.{L}.output.dense",
+            "roberta.encoder.layer.{L}.attention.self.value.weight", (7, 2), causal=False,
+        ),
     ]
 }  # fmt: skip
 MATRIX = ["gpt2", "gpt_neox", "llama", "qwen2", "gemma", "bert"]
-DISCOVERY = ["mistral", "gemma2", "phi", "opt"]
+DISCOVERY = ["mistral", "gemma2", "phi", "opt", "qwen3", "roberta"]
 
 
 def tokens() -> torch.Tensor:
