@@ -104,9 +104,7 @@ def snapshot(model: Any) -> Snapshot:
         (name, id(p), p.requires_grad, p.detach().cpu().numpy().tobytes())
         for name, p in root.named_parameters(remove_duplicate=False)
     )
-    buffers = tuple(
-        (name, b.detach().cpu().numpy().tobytes()) for name, b in root.named_buffers()
-    )
+    buffers = tuple((name, b.detach().cpu().numpy().tobytes()) for name, b in root.named_buffers())
     modules = tuple(
         (name, type(m).__name__, m.training, len(m._forward_hooks), len(m._forward_pre_hooks),
          len(m._backward_hooks), len(getattr(m, "_parameters", {})),
@@ -136,7 +134,11 @@ def run_case(model: Any, call: Callable[[], Any], allowed: tuple[type, ...] = ()
         return Outcome("clean error", type(exc).__name__)
     except KeyboardInterrupt:
         leak = before.diff(snapshot(model))
-        return Outcome("leak", f"KeyboardInterrupt: {leak}") if leak else Outcome("clean error", "KeyboardInterrupt")
+        return (
+            Outcome("leak", f"KeyboardInterrupt: {leak}")
+            if leak
+            else Outcome("clean error", "KeyboardInterrupt")
+        )
     except BaseException as exc:
         return Outcome("wrong type", f"{type(exc).__name__}: {str(exc)[:160]}")
     leak = before.diff(snapshot(model))
@@ -145,7 +147,18 @@ def run_case(model: Any, call: Callable[[], Any], allowed: tuple[type, ...] = ()
 
 # value pools: valid values first, then the bad ones
 UNITS = ["neuron", "weight", "head", "neurons", "", None, 3, "WEIGHT"]
-TARGETS: list[Any] = [None, ["fc1"], ["*"], [], ["nope*"], "fc1", [3], ["fc1", ""], ("fc2",), [None]]
+TARGETS: list[Any] = [
+    None,
+    ["fc1"],
+    ["*"],
+    [],
+    ["nope*"],
+    "fc1",
+    [3],
+    ["fc1", ""],
+    ("fc2",),
+    [None],
+]
 RELAX = ["continuous", "hard_concrete", "straight_through", "l0", None, 1]
 NUMBERS: list[Any] = [0.05, 1.0, -0.05, 0, np.float32(0.1), np.int64(2), math.nan, math.inf,
                       -math.inf, 1e39, -1e39, "0.1", None, True, [0.1], 1e-300]  # fmt: skip
@@ -203,7 +216,9 @@ def bad_file(kind: str, directory: Path, model: Any) -> Any:
     return path
 
 
-def cases(kind: str, pick: Callable[[list[Any]], Any], tmp: Path) -> list[tuple[str, Callable[[Any], Any]]]:
+def cases(
+    kind: str, pick: Callable[[list[Any]], Any], tmp: Path
+) -> list[tuple[str, Callable[[Any], Any]]]:
     """(name, call(model)) pairs; each call uses the pools through ``pick``."""
     task = valid_task(kind)
     units = ["neuron", "weight", "head"] if kind == "bridge" else ["neuron", "weight"]
@@ -214,7 +229,12 @@ def cases(kind: str, pick: Callable[[list[Any]], Any], tmp: Path) -> list[tuple[
 
     def train(model: Any) -> None:
         cfg = sc.MaskConfig(unit=pick(units))
-        sc.train_masks(model, cfg, pick([task, bad_task(kind, pick)]), sc.TrainConfig(**train_config_kwargs(pick)))
+        sc.train_masks(
+            model,
+            cfg,
+            pick([task, bad_task(kind, pick)]),
+            sc.TrainConfig(**train_config_kwargs(pick)),
+        )
 
     def evaluate(model: Any) -> None:
         sc.evaluate(model, pick([task, bad_task(kind, pick), (task.test), None, "t"]),
@@ -233,7 +253,9 @@ def cases(kind: str, pick: Callable[[list[Any]], Any], tmp: Path) -> list[tuple[
             sc.Subnetwork({site.name: torch.randn(3)}, sc.MaskConfig(unit="neuron")),
             sc.Subnetwork({site.name: torch.randn(site.shape)}, sc.MaskConfig(unit="neuron"), fingerprint="0" * 16),
         ])  # fmt: skip
-        data = pick([None, task, inputs(kind, 8, torch.Generator().manual_seed(0)), torch.zeros(0), "x"])
+        data = pick(
+            [None, task, inputs(kind, 8, torch.Generator().manual_seed(0)), torch.zeros(0), "x"]
+        )
         with mode(model, sub, pick(METHODS), data=data, seed=pick([0, np.int64(1), -1, "s"])):
             sc.evaluate(model, task)
             if pick([True, False]):
@@ -256,17 +278,23 @@ def cases(kind: str, pick: Callable[[list[Any]], Any], tmp: Path) -> list[tuple[
     def subnetwork_files(model: Any) -> None:
         path = bad_file(pick(PATH_KINDS), tmp, model)
         sub = sc.Subnetwork.load(path)
-        sub.save(pick([tmp / "ok.safetensors", tmp, tmp / "missing" / "deep" / "x.safetensors", None, 3]))
+        sub.save(
+            pick([tmp / "ok.safetensors", tmp, tmp / "missing" / "deep" / "x.safetensors", None, 3])
+        )
 
     def tracing(model: Any) -> None:
         site = sc.list_sites(model, "neuron")[0]
         sub = sc.Subnetwork({site.name: torch.randn(site.shape)}, sc.MaskConfig(unit="neuron"))
-        sc.apply_in_trace(model, pick([sub, None, {site.name: torch.ones(site.shape, dtype=torch.bool)}, "m"]))
+        sc.apply_in_trace(
+            model, pick([sub, None, {site.name: torch.ones(site.shape, dtype=torch.bool)}, "m"])
+        )
 
     def comparing(model: Any) -> None:
         site = sc.list_sites(model, "neuron")[0]
         sub = sc.Subnetwork({site.name: torch.randn(site.shape)}, sc.MaskConfig(unit="neuron"))
-        circuit = pick([["a0.h0"], {"a0.h0->m1": 0.2}, [], None, "nope.json", [("x", "y")], 3, ["a99.h99"]])
+        circuit = pick(
+            [["a0.h0"], {"a0.h0->m1": 0.2}, [], None, "nope.json", [("x", "y")], 3, ["a99.h99"]]
+        )
         sc.compare(pick([sub, None, "x"]), circuit, model=pick([model, None]))
 
     def eap(model: Any) -> None:
@@ -329,7 +357,9 @@ def bad_task(kind: str, pick: Callable[[list[Any]], Any]) -> Any:
             return sc.Subtask("bad", (x, y), (x, y), readout=raising)
         if variant == "interrupt":
             return sc.Subtask("bad", (x, y), (x, y), loss=interrupting)
-        return sc.Subtask("bad", (x, y), (x, y), chance=pick([np.float32(0.5), 0.0, 1.5, math.nan, "x"]))
+        return sc.Subtask(
+            "bad", (x, y), (x, y), chance=pick([np.float32(0.5), 0.0, 1.5, math.nan, "x"])
+        )
     except sc.ScInterpError as exc:
         return exc
 

@@ -10,11 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import HAS_NNSIGHT, TL_MAJOR
 from fuzz_harness import cases, make_model, run_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import HAS_NNSIGHT, TL_MAJOR
 
 LONG = os.environ.get("SC_FUZZ") == "long"
 KINDS = ["torch"] + (["bridge"] if TL_MAJOR >= 4 else []) + (["nnsight"] if HAS_NNSIGHT else [])
@@ -44,4 +43,6 @@ def test_only_our_errors_escape_and_nothing_leaks(kind: str, entry: str, data, t
     call = dict(cases(kind, pick, tmp_path))[entry]
     model = _model(kind)
     outcome = run_case(model, lambda: call(model))
-    assert outcome.kind in ("ok", "clean error"), f"{entry} on {kind}: {outcome.kind}: {outcome.detail}"
+    assert outcome.kind in ("ok", "clean error"), (
+        f"{entry} on {kind}: {outcome.kind}: {outcome.detail}"
+    )
