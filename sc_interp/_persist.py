@@ -27,14 +27,10 @@ _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol >= 2; torch.save zip
 
 
 def version() -> str:
-    """The installed sc-interp version."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as _version
+    """The sc-interp version (``sc_interp.__version__``, also the distribution's metadata)."""
+    import sc_interp  # not at module level: sc_interp/__init__.py imports this module
 
-    try:
-        return _version("sc-interp")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
+    return sc_interp.__version__
 
 
 def write_safetensors(
@@ -65,13 +61,6 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     path = Path(path)
     if not path.is_file():
         raise MaskFileError(f"no such mask file: {path}")
-    with path.open("rb") as f:
-        head = f.read(8)
-    if head.startswith(_PICKLE_MAGIC):
-        raise MaskFileError(
-            f"{path} looks like a pickle/torch.save file; sc-interp never unpickles files "
-            "(they can run arbitrary code). Save masks with MaskSet.save / Subnetwork.save."
-        )
     try:
         from safetensors import safe_open
 
@@ -79,6 +68,14 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             raw_meta = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
+        # only now look at the first bytes: a valid file's header length can start with 0x80
+        with path.open("rb") as f:
+            head = f.read(8)
+        if head.startswith(_PICKLE_MAGIC):
+            raise MaskFileError(
+                f"{path} looks like a pickle/torch.save file; sc-interp never unpickles files "
+                "(they can run arbitrary code). Save masks with MaskSet.save / Subnetwork.save."
+            ) from None
         raise MaskFileError(f"{path} is not a valid safetensors file: {exc}") from None
     try:
         meta = {k: json.loads(v) for k, v in raw_meta.items()}
