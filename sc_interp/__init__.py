@@ -32,6 +32,7 @@ from sc_interp.sites import Site
 from sc_interp.subnetwork import Subnetwork
 from sc_interp.train import Evaluation, TrainConfig, evaluate, train_masks
 
+# the one source of the version: the wheel's metadata (hatch) and mask files read it
 __version__ = "0.1.0"
 
 __all__ = [

@@ -11,7 +11,7 @@ def tiny_bridge(seed: int = 0, **overrides: int) -> torch.nn.Module:
     """A tiny TL 4 ``TransformerBridge`` built from config (no download)."""
     from sc_interp._optional import require
 
-    require("transformer_lens")
+    require("transformer_lens", "the tiny TransformerLens models (planted_bridge, demo, bench)")
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 

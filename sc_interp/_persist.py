@@ -27,14 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def version() -> str:
-    """The installed sc-interp version."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as _version
+    """The sc-interp version (``sc_interp.__version__``, also the distribution's metadata)."""
+    import sc_interp  # not at module level: sc_interp/__init__.py imports this module
 
-    try:
-        return _version("sc-interp")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
+    return sc_interp.__version__
 
 
 def write_safetensors(

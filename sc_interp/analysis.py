@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sc_interp._optional import require
 from sc_interp._run import forward
 from sc_interp.ablate import ablate, isolate
 from sc_interp.adapters import resolve
@@ -206,6 +207,7 @@ def test_compositionality(
         raise ConfigError("need at least one model and one seed")
     mask = mask or MaskConfig(unit="neuron")
     train = train or TrainConfig(progress=False)
+    require("pandas", "test_compositionality (the report's tables)")  # fail before training
     out = _Collected()
     arm_names = ["trained"] + (["random_init"] if "random_init" in controls else [])
     init_notes: list[str] = []

@@ -106,5 +106,15 @@ def bench(
 
 
 def main() -> None:
-    """Entry point of the ``sc-interp`` console script."""
-    app()
+    """Entry point of the ``sc-interp`` console script.
+
+    Errors sc-interp raises on purpose (bad input, a missing optional dependency) are
+    printed as one line, without a traceback.
+    """
+    from sc_interp.errors import ScInterpError
+
+    try:
+        app()
+    except ScInterpError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None

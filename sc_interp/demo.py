@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sc_interp._optional import require
 from sc_interp.analysis import test_compositionality
 from sc_interp.data import Subtask
 from sc_interp.masks import MaskConfig
@@ -53,6 +54,8 @@ def run_demo(
     """Yield printable lines as the demo runs; the last item is the report."""
     from sc_interp.tasks import build_task_model, make_task, task_accuracy
 
+    for module in ("pandas", "matplotlib.pyplot"):  # the report needs both: fail before training
+        require(module, "the demo's report")
     settings = QUICK if quick else FULL
     start = time.perf_counter()
     task = make_task(task_name, n_train=settings.n_train, n_test=settings.n_test, seed=seed)

@@ -95,7 +95,7 @@ def compare(
         >>> fig.axes[0].get_xlabel()
         'layer'
     """
-    plt = require("matplotlib.pyplot")
+    plt = require("matplotlib.pyplot", "sc.plot.compare")
     colors = require("matplotlib.colors")
     patches = require("matplotlib.patches")
     from sc_interp.circuits.compare import compare as compare_table

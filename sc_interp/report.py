@@ -137,13 +137,19 @@ class CompositionalityReport:
         """The report as markdown (tables as pipe tables)."""
         lines = ["# Structural compositionality report", "", "## Verdicts", ""]
         lines += [f"- **{k}**: {v}: {self.reasons.get(k, '')}" for k, v in self.verdict.items()]
+        controls = self.summary[self.summary["kind"] != "trained"]
+        lines += [
+            f"- {row.kind} control, {row.subroutine}: {row.verdict}: {row.reason}"
+            for row in controls.itertuples()
+        ]
         lines += [f"- warning: {w}" for w in self.warnings()]
         lines += ["", "## The rule", "", rule_text(self.margin), ""]
         methods = sorted(set(self.summary["interval"]))
         lines += [f"Intervals: {'; '.join(methods)}."]
         if self.init_method:
             lines += ["", f"Random-init control drawn by: {self.init_method}."]
-        lines += ["", "## Summary", "", _markdown(self.summary), "", "## Runs", "",
+        shown = self.summary.drop(columns=["interval", "reason"])  # both stated above
+        lines += ["", "## Summary", "", _markdown(shown), "", "## Runs", "",
                   _markdown(self.table), "", "## Mask overlap (IoU)", "", _markdown(self.overlap)]  # fmt: skip
         return "\n".join(lines) + "\n"
 

@@ -60,7 +60,7 @@ class Subnetwork:
         """Per-epoch history as a pandas DataFrame (loss, accuracies, density, beta)."""
         from sc_interp._optional import require
 
-        return require("pandas").DataFrame(self.records)
+        return require("pandas", "Subnetwork.history").DataFrame(self.records)
 
     def n_units(self) -> int:
         """Number of masked units (entries of all masks)."""

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+
+import sc_interp
+
+if os.environ.get("SC_INTERP_EXPECT_INSTALLED"):  # .ci/run: tests of the installed wheel
+    _site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    if not Path(sc_interp.__file__).resolve().is_relative_to(_site):
+        raise RuntimeError(f"sc_interp imported from {sc_interp.__file__}, not from {_site}")
 
 HAS_NNSIGHT = importlib.util.find_spec("nnsight") is not None
 

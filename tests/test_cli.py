@@ -63,20 +63,26 @@ def test_demo_unknown_task() -> None:
 
 
 @pytest.mark.slow
-def test_full_demo_shows_the_signature_and_controls_do_not(tmp_path) -> None:
+def test_full_demo_reports_an_honest_verdict(tmp_path) -> None:
+    """The demo runs the whole analysis; the numbers it must show hold whatever the verdict.
+
+    (With the honest rule the scratch SVA verdicts are "inconclusive": the subnetworks alone
+    solve their own subroutine far better than the sibling, but ablating them barely spares
+    the sibling; README "The demo" has the measured table.)
+    """
     from sc_interp.demo import run_demo
 
     *_, report = run_demo("sva", out=tmp_path / "demo")
     assert isinstance(report, sc.CompositionalityReport)
-    assert report.verdict == {"subject": "compositional", "verb": "compositional"}
+    assert set(report.verdict) == {"subject", "verb"}
+    assert all(report.reasons[k] for k in report.verdict)
     summary = report.summary.set_index(["kind", "subroutine"])
     for sub in ("subject", "verb"):
-        assert summary.loc[("trained", sub), "sub_delta_lo"] > 0
-        assert summary.loc[("trained", sub), "abl_delta_hi"] < 0
+        assert summary.loc[("trained", sub), "sub_delta_lo"] > 0.3  # the subnetwork alone
+        assert summary.loc[("trained", sub), "solves_target"] == "3/3"
         assert summary.loc[("random_init", sub), "verdict"] != "compositional"
-    trained = report.table[report.table["kind"] == "trained"]
-    # the size-matched random subnetworks do not have the learned masks' selective effect
-    assert (trained["random_effect_p95"] < trained["selective_effect"]).mean() >= 0.5
+    assert report.controlled and "TransformerBridge.init_weights" in str(report.init_method)
+    assert "## Verdicts" in (tmp_path / "demo" / "report.md").read_text()
 
 
 def test_bench_prints_ratios_against_floors() -> None:

@@ -180,7 +180,7 @@ def build_bridge(vocab_size: int, seed: int = 0, **overrides: Any) -> nn.Module:
         >>> build_bridge(20).cfg.n_layers
         2
     """
-    require("transformer_lens")
+    require("transformer_lens", "the language task models")
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
