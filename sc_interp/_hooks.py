@@ -1,7 +1,8 @@
 """The one place where sc-interp puts hooks and parametrizations on a model and takes them off.
 
 Weight sites get a ``torch.nn.utils.parametrize`` parametrization (reversible, keeps the
-original tensor object); activation sites get a raw torch forward hook (TransformerLens'
+original tensor object); activation sites get a raw torch forward hook on the module's
+output, or a forward pre-hook on its input for ``Site.io == "input"`` (TransformerLens'
 ``reset_hooks()`` only removes hooks it registered itself, so ours survive it).
 Removing restores the original parameter object and the module's parameter order, so
 ``state_dict`` keys come back in the same order.
@@ -9,6 +10,7 @@ Removing restores the original parameter object and the module's parameter order
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,57 @@ class ActivationMask:
         return self.masks._masked_activation(self.site_name, output)
 
 
+class InputMask:
+    """Forward pre-hook ``input -> masked input`` for a neuron/head site with ``io="input"``.
+
+    Masks the module's first positional argument (or, called with keywords only, its first
+    tensor keyword argument), e.g. the ``[..., n_heads * head_dim]`` input of an attention
+    output projection.
+    """
+
+    def __init__(self, masks: MaskSet, name: str):
+        self.masks = masks
+        self.site_name = name
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return _map_input(args, kwargs, self.site_name, self._mask)
+
+    def _mask(self, value: Tensor) -> Tensor:
+        return self.masks._masked_activation(self.site_name, value)  # type: ignore[attr-defined]
+
+
+def _map_input(
+    args: tuple, kwargs: dict, site_name: str, fn: Callable[[Tensor], Tensor]
+) -> tuple[tuple, dict]:
+    if args and isinstance(args[0], Tensor):
+        return (fn(args[0]), *args[1:]), kwargs
+    for key, value in kwargs.items():
+        if isinstance(value, Tensor):
+            return args, {**kwargs, key: fn(value)}
+    from sc_interp.errors import ConfigError
+
+    raise ConfigError(f"site {site_name!r}: the module was called without a tensor input")
+
+
+def observe(module: nn.Module, site: Site, fn: Callable[[Tensor], None]) -> Any:
+    """Call ``fn`` on the activation ``site`` masks at each forward; returns the torch handle.
+
+    Used to record unmasked activations (mean / resample ablations); remove the handle in
+    ``finally``.
+    """
+    if site.io == "input":
+
+        def pre_hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            _map_input(args, kwargs, site.name, lambda t: (fn(t), t)[1])
+
+        return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
+        fn(output)
+
+    return module.register_forward_hook(hook)
+
+
 @dataclass
 class Handle:
     """How to undo one installation."""
@@ -66,6 +119,8 @@ class Handle:
 def is_masked(root: nn.Module, site: Site) -> bool:
     """Whether ``site`` already carries an sc-interp mask."""
     module = root.get_submodule(site.module) if site.module else root
+    if site.kind == "activation" and site.io == "input":
+        return any(isinstance(h, InputMask) for h in module._forward_pre_hooks.values())
     if site.kind == "activation":
         return any(isinstance(h, ActivationMask) for h in module._forward_hooks.values())
     assert site.attr is not None
@@ -77,6 +132,9 @@ def is_masked(root: nn.Module, site: Site) -> bool:
 def install(root: nn.Module, site: Site, masks: MaskSet) -> Handle:
     """Install the mask for ``site`` on ``root`` and return how to undo it."""
     module = root.get_submodule(site.module) if site.module else root
+    if site.kind == "activation" and site.io == "input":
+        hook = module.register_forward_pre_hook(InputMask(masks, site.name), with_kwargs=True)
+        return Handle(module, site, hook=hook)
     if site.kind == "activation":
         hook = module.register_forward_hook(ActivationMask(masks, site.name))
         return Handle(module, site, hook=hook)
@@ -130,10 +188,14 @@ def add_input_hook(module: nn.Module, hook: Any) -> Any:
 
 
 def strip_activation_hooks(copy: nn.Module) -> None:
-    """Drop sc-interp's activation hooks from a deep copy of a masked model."""
+    """Drop sc-interp's activation hooks (forward and pre-hooks) from a deep copy."""
     for module in copy.modules():
         for key, hook in list(module._forward_hooks.items()):
             if isinstance(hook, ActivationMask):
                 del module._forward_hooks[key]
                 module._forward_hooks_with_kwargs.pop(key, None)
                 module._forward_hooks_always_called.pop(key, None)
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if isinstance(hook, InputMask):
+                del module._forward_pre_hooks[key]
+                module._forward_pre_hooks_with_kwargs.pop(key, None)

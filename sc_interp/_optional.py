@@ -18,7 +18,7 @@ EXTRA_OF = {
     "nnsight": "nnsight",
     "matplotlib": "plot",
     "pandas": "plot",
-    "transformers": "bench",
+    "transformers": "hf",
     "neurosurgeon": "bench",
 }
 

@@ -7,23 +7,23 @@ version, mask config, site names, model fingerprint). Nothing is ever unpickled.
 from __future__ import annotations
 
 import copy
-import json
-import os
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from sc_interp import _hooks
+from sc_interp import _hooks, _safetensors
 from sc_interp._freezing import original_requires_grad
+from sc_interp.adapters import hf as _hf
 from sc_interp.adapters import resolve
 from sc_interp.errors import ConfigError, MaskFileError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
 from sc_interp.sites import model_fingerprint
 
 FORMAT = "sc-interp.masks/1"
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol >= 2; torch.save zip archives
+log = logging.getLogger(__name__)
 
 
 def version() -> str:
@@ -37,51 +37,16 @@ def write_safetensors(
     path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
 ) -> Path:
     """Write ``tensors`` with JSON-encoded ``metadata`` to a safetensors file."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: json.dumps(v) for k, v in metadata.items()}
-    # write beside the target and rename, so a failure never leaves a half-written file
-    # where the user's previous one was
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _safetensors.write(path, tensors, metadata)
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a safetensors file written by :func:`write_safetensors`; refuse anything else."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """Read a safetensors file written by :func:`write_safetensors`; refuse anything else.
 
-    path = Path(path)
-    if not path.is_file():
-        raise MaskFileError(f"no such mask file: {path}")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            raw_meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        # only now look at the first bytes: a valid file's header length can start with 0x80
-        with path.open("rb") as f:
-            head = f.read(8)
-        if head.startswith(_PICKLE_MAGIC):
-            raise MaskFileError(
-                f"{path} looks like a pickle/torch.save file; sc-interp never unpickles files "
-                "(they can run arbitrary code). Save masks with MaskSet.save / Subnetwork.save."
-            ) from None
-        raise MaskFileError(f"{path} is not a valid safetensors file: {exc}") from None
-    try:
-        meta = {k: json.loads(v) for k, v in raw_meta.items()}
-    except json.JSONDecodeError as exc:
-        raise MaskFileError(f"{path}: metadata is not sc-interp's ({exc})") from None
-    return tensors, meta
+    The file is recognised by its structure (see :mod:`sc_interp._safetensors`), never by
+    its first byte, and nothing is ever unpickled.
+    """
+    return _safetensors.read(path)
 
 
 def save_masks(masks: MaskSet, path: str | Path) -> Path:
@@ -92,6 +57,8 @@ def save_masks(masks: MaskSet, path: str | Path) -> Path:
         "config": masks.config.to_dict(),
         "sites": list(masks.sites),
         "fingerprint": model_fingerprint(masks.model),
+        # which circuit units each site's entries belong to (read by `sc-interp compare`)
+        "units": {n: s.units.to_dict() for n, s in masks.sites.items() if s.units is not None},
     }
     return write_safetensors(path, dict(masks.logits), meta)
 
@@ -154,8 +121,14 @@ def bake(model: object, masks: MaskSet) -> nn.Module:
     """A copy of ``model`` with the hard mask's complement zeroed and no hooks.
 
     Weight masks are multiplied into the weights; neuron/head masks zero the weights
-    that produce (or solely read) each removed unit, which gives the same outputs.
-    The original model and its masks are unchanged.
+    that produce (or solely read) each removed unit, along the axis the module's real
+    layout gives (``nn.Linear`` ``[out, in]``, Hugging Face ``Conv1D`` ``[in, out]``),
+    which gives the same outputs. The original model and its masks are unchanged.
+
+    Tied parameters: a tensor that another module shares (GPT-2's and Gemma's ``lm_head``
+    is the token embedding) is untied in the copy before it is edited, so baking a mask
+    on the unembedding never edits the embedding; the copy's Hugging Face config then
+    says ``tie_word_embeddings=False``, so saving and reloading it keeps them apart.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
@@ -180,22 +153,64 @@ def bake(model: object, masks: MaskSet) -> nn.Module:
     finally:
         masks.train(was_training)
     _hooks.strip_activation_hooks(clone)
+    names = {id(p): n for n, p in clone.named_parameters()}
+    tensors = _Tensors(clone)
     with torch.no_grad():
         for name, site in masks.sites.items():
             if site.kind == "param":
-                owner = clone.get_submodule(site.module) if site.module else clone
-                getattr(owner, site.attr or "").copy_(weights[name])
+                tensors.own(site.module, site.attr or "").copy_(weights[name])
             for path, attr, axis in site.bake:
-                tensor = getattr(clone.get_submodule(path) if path else clone, attr)
+                tensor = tensors.own(path, attr)
                 keep = _fit(hard[name], tensor.shape[axis]).to(tensor.device, tensor.dtype)
                 shape = [1] * tensor.ndim
                 shape[axis] = -1
                 tensor.mul_(keep.view(shape))
+    if tensors.untied:
+        _hf.note_untied(clone)
     # the copy was taken while attach_masks had frozen the model: give it the user's flags
     flags = original_requires_grad(root)
     for name, p in clone.named_parameters():
-        p.requires_grad_(flags.get(name, p.requires_grad))
+        source = names.get(tensors.untied.get(id(p), id(p)), name)
+        p.requires_grad_(flags.get(name, flags.get(source, p.requires_grad)))
     return clone
+
+
+class _Tensors:
+    """Tensors of a model's copy that bake may edit, untied first where they are shared.
+
+    A tensor is shared when another module or attribute holds it or a view of its storage
+    (tied embeddings: GPT-2's ``lm_head.weight is transformer.wte.weight``; a bridge's
+    ``attn.q`` weight viewing GPT-2's fused ``c_attn``). Editing it in place would edit
+    the other holder too, so it gets its own copy first.
+    """
+
+    def __init__(self, root: nn.Module):
+        self.root = root
+        self.holders: dict[int, set[tuple[int, str]]] = {}
+        for module in root.modules():
+            for attr, t in [*module._parameters.items(), *module._buffers.items()]:
+                if t is not None and t.numel():
+                    key = t.untyped_storage().data_ptr()
+                    self.holders.setdefault(key, set()).add((id(module), attr))
+        self.untied: dict[int, int] = {}  # id(new parameter) -> id(the one it was copied from)
+
+    def own(self, path: str, attr: str) -> torch.Tensor:
+        module = self.root.get_submodule(path) if path else self.root
+        tensor = getattr(module, attr)
+        key = tensor.untyped_storage().data_ptr()
+        if len(self.holders.get(key, ())) <= 1:
+            return tensor
+        copy_ = tensor.detach().clone()
+        if isinstance(tensor, nn.Parameter):
+            fresh = nn.Parameter(copy_, requires_grad=tensor.requires_grad)
+            module._parameters[attr] = fresh
+            self.untied[id(fresh)] = id(tensor)
+        else:
+            module._buffers[attr] = copy_
+        self.holders[key].discard((id(module), attr))
+        self.holders[copy_.untyped_storage().data_ptr()] = {(id(module), attr)}
+        log.info("bake: untied %s.%s (shared with another module) in the copy", path, attr)
+        return getattr(module, attr)
 
 
 def _copy_without_parametrizations(root: nn.Module, masks: MaskSet) -> nn.Module:
@@ -203,8 +218,15 @@ def _copy_without_parametrizations(root: nn.Module, masks: MaskSet) -> nn.Module
     # un-parametrized without breaking the original: take ours off, copy, put them back.
     weight_handles = [h for h in masks._handles if h.site.kind == "param"]
     _hooks.remove_all(weight_handles)
+    memo: dict[int, object] = {id(masks): masks}
+    for module in root.modules():
+        # tensors a module kept from a forward with gradients (the TL4 bridge keeps its
+        # last attention pattern) cannot be deep-copied; copy them detached
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
     try:
-        return copy.deepcopy(root, memo={id(masks): masks})
+        return copy.deepcopy(root, memo=memo)
     finally:
         for i, h in enumerate(masks._handles):
             if h.site.kind == "param":

@@ -205,11 +205,8 @@ def record_activations(model: object, masks: MaskSet, inputs: Tensor) -> dict[st
     root = masks.model
     for name, site in masks.sites.items():
         module = root.get_submodule(site.module) if site.module else root
-
-        def hook(mod: nn.Module, inp: Any, out: Tensor, name: str = name) -> None:
-            store[name].append(out.detach())
-
-        handles.append(module.register_forward_hook(hook))
+        # the site's own activation: a module's output, or its input for io="input" sites
+        handles.append(_hooks.observe(module, site, lambda t, n=name: store[n].append(t.detach())))
     try:
         with masks.disabled(), torch.no_grad():
             for start in range(0, len(inputs), 256):

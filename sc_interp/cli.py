@@ -49,7 +49,10 @@ def train(
     targets: list[str] = typer.Option(None, "--target", help="Glob pattern(s) of sites."),
     epochs: int = typer.Option(20),
     lr: float = typer.Option(0.05),
-    l0: float = typer.Option(1e-2),
+    l0: float = typer.Option(0.1, help="L0 weight on the mean of the training mask."),
+    l0_sum: bool = typer.Option(
+        False, "--l0-sum", help="Penalise the sum instead (the paper's form; e.g. --l0 1e-8)."
+    ),
     seed: int = typer.Option(0),
     out: str = typer.Option("subnetwork.safetensors", help="Where to write the Subnetwork."),
 ) -> None:
@@ -66,7 +69,8 @@ def train(
     else:
         model, task = load_task_file(task_file)
     cfg = sc.MaskConfig(unit=unit, targets=targets or None)
-    sub = sc.train_masks(model, cfg, task, sc.TrainConfig(epochs=epochs, lr=lr, l0=l0, seed=seed))
+    train_cfg = sc.TrainConfig(epochs=epochs, lr=lr, l0=l0, l0_mean=not l0_sum, seed=seed)
+    sub = sc.train_masks(model, cfg, task, train_cfg)
     path = sub.save(out)
     typer.echo(summary(model, sub, task))
     typer.echo(f"wrote {path}")

@@ -81,7 +81,9 @@ def run_demo(
         a,
         b,
         mask=MaskConfig(unit=unit),
-        train=TrainConfig(epochs=settings.mask_epochs, lr=0.05, l0=L0[task.kind], progress=False),
+        train=TrainConfig(
+            epochs=settings.mask_epochs, lr=0.05, l0=L0[task.kind], l0_mean=False, progress=False
+        ),
         seeds=settings.seeds,
         n_random=settings.n_random,
         n_boot=settings.n_boot,

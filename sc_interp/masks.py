@@ -39,7 +39,10 @@ class MaskConfig:
             ``None`` masks every site of ``unit``.
         relaxation: ``"continuous"`` (the paper), ``"hard_concrete"`` or ``"straight_through"``.
         init: initial value of every logit (paper grid: 0.1, 0.05, 0, -0.05). A positive
-            value starts with every unit kept.
+            value starts with every unit kept by the hard (eval) mask, but the soft
+            (training) mask starts at ``sigmoid(beta * init)`` with ``beta = 1``: about 0.51
+            for ``init=0.05``, so training begins from a model whose masked units are
+            roughly halved, not from the unmasked model.
 
     Example:
         >>> MaskConfig(unit="neuron", targets=["blocks.*.mlp.hook_post"]).unit
@@ -79,6 +82,16 @@ class MaskConfig:
 
 def list_sites(model: object, unit: str = "weight") -> list[Site]:
     """The mask sites of ``unit`` kind in ``model``, in forward order.
+
+    Site names are the toolkit's own (the full scheme: :mod:`sc_interp.adapters`): module
+    paths for plain PyTorch and for Hugging Face models, plain or under nnsight (a
+    ``head`` site such as ``model.layers.0.self_attn.o_proj`` masks each head's slice of
+    that projection's *input*; a ``neuron`` site such as ``model.layers.0.mlp.down_proj``
+    masks the MLP hidden units it reads), and TransformerLens' hook and parameter names
+    (``blocks.0.attn.hook_z``, ``blocks.0.attn.q.weight``). A TL 4 bridge booted around a
+    Hugging Face model therefore names the same places differently from the plain model:
+    the bridge renames and re-wraps the modules (on GPT-2 it splits the fused ``c_attn``
+    into ``attn.q|k|v``), and its hook points are where TransformerLens users read heads.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))

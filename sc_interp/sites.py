@@ -1,9 +1,12 @@
 """Mask sites: the places in a model where a mask can act.
 
 A :class:`Site` pairs the toolkit's own name for a place (``blocks.0.mlp.hook_post``,
-``blocks.0.attn.W_Q``, ``fc1.weight``) with how a mask is applied there: either as a
-parametrization of a weight tensor (``unit="weight"``) or as a forward hook that scales
-an activation (``unit="neuron"`` / ``"head"``).
+``blocks.0.attn.W_Q``, ``fc1.weight``, ``model.layers.0.self_attn.o_proj``) with how a mask
+is applied there: either as a parametrization of a weight tensor (``unit="weight"``) or as
+a hook that scales an activation (``unit="neuron"`` / ``"head"``): a module's output
+(``io="output"``, a forward hook) or its input (``io="input"``, a forward pre-hook; Hugging
+Face heads are the input of the attention output projection). A :class:`UnitMap` says which
+canonical circuit units (``a{L}.h{H}``, ``m{L}.n{I}``) a site's mask entries belong to.
 """
 
 from __future__ import annotations
@@ -24,6 +27,70 @@ UNITS: tuple[str, ...] = get_args(Unit)
 
 
 @dataclass(frozen=True)
+class UnitMap:
+    """Which circuit units a site's mask entries belong to, from the site's real layout.
+
+    Along ``axis`` of the mask, the entries form ``sections`` equal blocks (3 for a fused
+    ``[q | k | v]`` projection); each block holds consecutive slices of ``group`` entries,
+    slice ``i`` belonging to units ``i * share ... i * share + share - 1`` (``share > 1``:
+    a key/value head serves several query heads under grouped-query attention).
+
+    Attributes:
+        kind: ``"head"`` (node ``a{layer}.h{H}``) or ``"neuron"`` (node ``m{layer}.n{I}``).
+        layer: the transformer layer.
+        axis: the mask axis that runs over units (``1`` for the input side of a Linear
+            ``[out, in]`` weight, ``0`` for the input side of a Hugging Face ``Conv1D``).
+        group: consecutive entries along ``axis`` per slice (a head's ``head_dim``).
+        sections: equal blocks along ``axis`` that each run over all slices.
+        share: units per slice.
+
+    Example:
+        >>> fused = UnitMap("head", 0, axis=0, group=2, sections=3)  # [q | k | v] rows, 2 heads
+        >>> [(unit, entries.tolist()) for unit, entries in fused.split(torch.arange(12))]
+        [(0, [0, 1, 4, 5, 8, 9]), (1, [2, 3, 6, 7, 10, 11])]
+    """
+
+    kind: Literal["head", "neuron"]
+    layer: int
+    axis: int = 0
+    group: int = 1
+    sections: int = 1
+    share: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("head", "neuron"):
+            raise ConfigError(f"UnitMap kind must be 'head' or 'neuron', got {self.kind!r}")
+        values = (self.layer, self.axis, self.group, self.sections, self.share)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"UnitMap fields must be integers, got {values}")
+        if self.layer < 0 or min(self.group, self.sections, self.share) < 1:
+            raise ConfigError(f"UnitMap has a negative layer or a size below 1: {self}")
+
+    def split(self, mask: Tensor) -> list[tuple[int, Tensor]]:
+        """``(unit index, flat entries)`` for every unit this mask covers."""
+        if mask.ndim == 0 or not -mask.ndim <= self.axis < mask.ndim:
+            raise ConfigError(f"a mask of shape {tuple(mask.shape)} has no axis {self.axis}")
+        moved = mask.movedim(self.axis, 0)
+        size = moved.shape[0]
+        if size % (self.sections * self.group):
+            raise ConfigError(
+                f"a mask of shape {tuple(mask.shape)} does not split into {self.sections} "
+                f"section(s) of {self.group}-entry slices along axis {self.axis}"
+            )
+        slices = size // (self.sections * self.group)
+        view = moved.reshape(self.sections, slices, self.group, -1)
+        out = []
+        for i in range(slices):
+            entries = view[:, i].reshape(-1)
+            out.extend((i * self.share + j, entries) for j in range(self.share))
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (stored in Subnetwork files)."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class Site:
     """One maskable place in a model.
 
@@ -40,6 +107,14 @@ class Site:
         bake: for activation sites, the parameters whose slices along an axis produce (or
             solely consume) each unit, as ``(module path, attribute, axis)``; zeroing those
             slices is exactly the same as zeroing the unit (used by :func:`sc_interp.bake`).
+            The axis comes from the module's real layout (``[out, in]`` for ``nn.Linear``,
+            ``[in, out]`` for Hugging Face ``Conv1D``).
+        io: for activation sites, whether the mask scales the module's ``"output"`` (a
+            forward hook) or its ``"input"`` (a forward pre-hook on its first argument).
+        default: whether ``MaskConfig(targets=None)`` selects this site. Embeddings and
+            unembeddings are listed but only masked when a target names them.
+        units: the canonical circuit units the mask entries belong to (``None``: the site
+            is no head or neuron, or its layout is unknown); used by :func:`sc_interp.compare`.
 
     Example:
         >>> s = Site("fc1", "neuron", (8,), module="fc1", axis=-1)
@@ -55,6 +130,9 @@ class Site:
     axis: int = -1
     group: int = 1
     bake: tuple[tuple[str, str, int], ...] = ()
+    io: Literal["output", "input"] = "output"
+    default: bool = True
+    units: UnitMap | None = None
 
     @property
     def kind(self) -> Literal["param", "activation"]:
@@ -77,8 +155,9 @@ def check_unit(unit: str) -> None:
 
 
 def select_sites(sites: Sequence[Site], targets: Sequence[str] | None) -> list[Site]:
-    """Keep the sites whose name matches any glob pattern in ``targets`` (all if None).
+    """Keep the sites whose name matches any glob pattern in ``targets``.
 
+    ``None`` keeps every site marked ``default`` (all but embeddings and unembeddings).
     Every pattern must match at least one site; otherwise the error lists what exists.
 
     Example:
@@ -88,7 +167,7 @@ def select_sites(sites: Sequence[Site], targets: Sequence[str] | None) -> list[S
         ['blocks.1.mlp.hook_post']
     """
     if targets is None:
-        return list(sites)
+        return [s for s in sites if s.default]
     if isinstance(targets, str):
         targets = [targets]
     names = [s.name for s in sites]

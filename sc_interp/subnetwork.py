@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from sc_interp.adapters import find_sites, resolve
-from sc_interp.errors import AttachError, MaskFileError
+from sc_interp.errors import AttachError, ConfigError, MaskFileError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
-from sc_interp.sites import check_shapes, model_fingerprint
+from sc_interp.sites import UnitMap, check_shapes, model_fingerprint
 
 FORMAT = "sc-interp.subnetwork/1"
 
@@ -32,6 +32,9 @@ class Subnetwork:
         task: name of the subtask.
         records: per-epoch history rows (see :attr:`history`).
         fingerprint: fingerprint of the model it was learned on.
+        units: for sites that are heads or neurons (or weights of them), which canonical
+            circuit units their mask entries belong to (see :class:`~sc_interp.sites.UnitMap`);
+            lets :func:`sc_interp.compare` map Hugging Face site names without the model.
 
     Example:
         >>> sub = Subnetwork({"fc": torch.tensor([1.0, -1.0])}, MaskConfig(unit="neuron"))
@@ -45,6 +48,7 @@ class Subnetwork:
     task: str = ""
     records: list[dict[str, float]] = field(default_factory=list)
     fingerprint: str = ""
+    units: dict[str, UnitMap] = field(default_factory=dict)
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
@@ -120,6 +124,7 @@ class Subnetwork:
             "records": self.records,
             "fingerprint": self.fingerprint,
             "sites": list(self.logits),
+            "units": {name: unit_map.to_dict() for name, unit_map in self.units.items()},
         }
         return write_safetensors(path, self.logits, meta)
 
@@ -136,7 +141,8 @@ class Subnetwork:
         try:
             config = MaskConfig(**meta["config"])
             logits = {name: tensors[name] for name in meta["sites"]}
-        except (KeyError, TypeError) as exc:
+            units = {name: UnitMap(**spec) for name, spec in meta.get("units", {}).items()}
+        except (KeyError, TypeError, AttributeError, ConfigError) as exc:
             raise MaskFileError(f"{path}: incomplete Subnetwork metadata ({exc})") from None
         return cls(
             logits,
@@ -145,6 +151,7 @@ class Subnetwork:
             meta.get("task", ""),
             meta.get("records", []),
             meta.get("fingerprint", ""),
+            units,
         )
 
     def __repr__(self) -> str:

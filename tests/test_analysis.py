@@ -11,7 +11,7 @@ from sc_interp import stats
 from sc_interp.toy import planted_mlp, planted_tasks
 from sc_interp.verdict import Evidence, decide
 
-TRAIN = sc.TrainConfig(epochs=15, lr=0.05, l0=1e-2, progress=False)
+TRAIN = sc.TrainConfig(epochs=15, lr=0.05, l0=1e-2, l0_mean=False, progress=False)
 MASK = sc.MaskConfig(unit="neuron", targets=["0"])
 
 
@@ -285,7 +285,9 @@ def test_not_collected_by_pytest() -> None:
 
 def test_masks_that_fail_their_own_subtask_are_flagged(caplog) -> None:
     a, b = planted_tasks()
-    too_sparse = sc.TrainConfig(epochs=5, lr=0.05, l0=10.0, progress=False)  # everything pruned
+    too_sparse = sc.TrainConfig(
+        epochs=5, lr=0.05, l0=10.0, l0_mean=False, progress=False
+    )  # everything pruned
     with caplog.at_level("WARNING", logger="sc_interp.analysis"):
         report = sc.test_compositionality(
             planted_mlp(), a, b, mask=MASK, train=too_sparse, seeds=1, controls=(), n_boot=50

@@ -23,7 +23,7 @@ def test_learned_mask_matches_planted_circuit(unit, planted, tmp_path) -> None:
         model,
         sc.MaskConfig(unit=unit),
         task_a,
-        sc.TrainConfig(epochs=12, lr=0.05, l0=1e-2, progress=False),
+        sc.TrainConfig(epochs=12, lr=0.05, l0=1e-2, l0_mean=False, progress=False),
     )
     circuit = sc.circuits.load(planted)
     table = sc.compare(sub, circuit, model=model)

@@ -251,7 +251,8 @@ def test_nested_bridge_gets_prefixed_names(bridge) -> None:
 def test_import_isolation() -> None:
     code = (
         "import sys, sc_interp\n"
-        "heavy = [m for m in ('transformer_lens', 'nnsight', 'matplotlib', 'pandas') if m in sys.modules]\n"
+        "heavy = ('transformer_lens', 'nnsight', 'matplotlib', 'pandas', 'transformers')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -302,11 +303,12 @@ def test_hf_conv1d_weight_and_neuron_sites() -> None:
         "transformer.h.0.attn.c_attn.weight" in weights
         and "transformer.h.0.mlp.c_fc.weight" in weights
     )
-    fc = next(s for s in sc.list_sites(model, "neuron") if s.name == "transformer.h.0.mlp.c_fc")
-    assert fc.shape == (64,)
+    # neurons are the MLP hidden units: the input of mlp.c_proj (the Hugging Face adapter)
+    fc = next(s for s in sc.list_sites(model, "neuron") if s.name == "transformer.h.0.mlp.c_proj")
+    assert fc.shape == (64,) and fc.io == "input"
     plain = model(x).logits
     manual = copy.deepcopy(model)
-    with torch.no_grad():  # Conv1D weight is [in, out]: unit 3 is column 3
+    with torch.no_grad():  # Conv1D weight is [in, out]: unit 3 is column 3; gelu(0) = 0
         manual.transformer.h[0].mlp.c_fc.weight[:, 3] = 0
         manual.transformer.h[0].mlp.c_fc.bias[3] = 0
     expected = manual(x).logits
@@ -342,7 +344,7 @@ def test_nnsight_language_model_offline() -> None:
     hf = transformers.GPT2LMHeadModel(cfg).eval()
     with pytest.warns(Warning):  # nnsight 0.8 deprecates LanguageModel but it still works
         lm = LanguageModel(hf, tokenizer=tok)
-    site = "transformer.h.0.mlp.c_fc"
+    site = "transformer.h.0.mlp.c_proj"  # its input: the MLP's hidden units
 
     def run() -> torch.Tensor:
         with lm.trace("the cat runs"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import re
 from pathlib import Path
 
@@ -23,6 +24,9 @@ def test_readme_examples_run_in_order(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
     for index, code in enumerate(_python_blocks()):  # later blocks use names from earlier ones
-        exec(compile(code, f"README python block {index}", "exec"), namespace)
+        filename = f"README python block {index}"
+        # nnsight reads a trace's `with` body back from its source: register the block's
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        exec(compile(code, filename, "exec"), namespace)
     assert namespace["report"].verdict == {"A": "compositional", "B": "compositional"}  # type: ignore[attr-defined]
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "heads.json").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import needs_tl4
@@ -10,7 +12,7 @@ from torch import nn
 import sc_interp as sc
 from sc_interp.toy import A_UNITS, planted_bridge, planted_mlp, planted_tasks
 
-FAST = sc.TrainConfig(epochs=20, lr=0.05, l0=1e-2, progress=False)
+FAST = sc.TrainConfig(epochs=20, lr=0.05, l0=1e-2, l0_mean=False, progress=False)
 
 
 def iou(learned: torch.Tensor, planted: torch.Tensor) -> float:
@@ -68,13 +70,16 @@ def test_same_seed_same_masks_and_model_untouched(mlp_and_tasks) -> None:
     net, task_a, _ = mlp_and_tasks
     before = {k: v.clone() for k, v in net.state_dict().items()}
     cfg = sc.MaskConfig(unit="weight", relaxation="hard_concrete")
-    train = sc.TrainConfig(epochs=3, lr=0.05, l0=1e-2, progress=False, seed=7)
+    train = sc.TrainConfig(epochs=3, lr=0.05, l0=1e-2, l0_mean=False, progress=False, seed=7)
     one = sc.train_masks(net, cfg, task_a, train)
     two = sc.train_masks(net, cfg, task_a, train)
     for name in one.logits:
         assert torch.equal(one.logits[name], two.logits[name])
     other = sc.train_masks(
-        net, cfg, task_a, sc.TrainConfig(epochs=3, lr=0.05, l0=1e-2, progress=False, seed=8)
+        net,
+        cfg,
+        task_a,
+        sc.TrainConfig(epochs=3, lr=0.05, l0=1e-2, l0_mean=False, progress=False, seed=8),
     )
     assert any(not torch.equal(one.logits[k], other.logits[k]) for k in one.logits)
     assert all(torch.equal(net.state_dict()[k], v) for k, v in before.items())
@@ -95,7 +100,11 @@ def test_other_relaxations_also_find_the_circuit(mlp_and_tasks, relaxation: str,
         cfg,
         task_a,
         sc.TrainConfig(
-            epochs=30, lr=lr, l0=2e-2 if relaxation == "hard_concrete" else 1e-2, progress=False
+            epochs=30,
+            lr=lr,
+            l0=2e-2 if relaxation == "hard_concrete" else 1e-2,
+            l0_mean=False,
+            progress=False,
         ),
     )
     planted = torch.zeros(16, dtype=torch.bool)
@@ -198,7 +207,7 @@ def test_bridge_mask_recovers_planted_heads_and_neurons(unit: str, planted: list
         model,
         sc.MaskConfig(unit=unit),
         task_a,
-        sc.TrainConfig(epochs=12, lr=0.05, l0=1e-2, progress=False),
+        sc.TrainConfig(epochs=12, lr=0.05, l0=1e-2, l0_mean=False, progress=False),
     )
     (mask,) = sub.masks.values()
     expected = torch.zeros_like(mask)
@@ -218,3 +227,32 @@ def test_train_and_evaluate_through_nnsight(mlp_and_tasks) -> None:
     assert sub.masks["0"][:8].all() and not sub.masks["0"][8:].any()
     with sc.ablate(wrapped, sub):
         assert sc.evaluate(wrapped, task_b).accuracy > 0.95
+
+
+def test_default_l0_is_the_mean_and_prunes_the_planted_task() -> None:
+    default = sc.TrainConfig()
+    assert (default.l0, default.l0_mean) == (0.1, True)
+    net, (task_a, _) = planted_mlp(), planted_tasks()
+    sub = sc.train_masks(
+        net, sc.MaskConfig(unit="neuron", targets=["0"]), task_a, sc.TrainConfig(progress=False)
+    )
+    planted = torch.zeros(16, dtype=torch.bool)
+    planted[list(A_UNITS)] = True
+    assert torch.equal(sub.masks["0"], planted)  # exactly A's 8 units, out of 16
+    weights = sc.train_masks(
+        net, sc.MaskConfig(unit="weight"), task_a, sc.TrainConfig(progress=False)
+    )
+    assert weights.density() < 0.2  # A's circuit is 8 + 8 of 128 + 64 weights
+    with sc.isolate(net, weights):
+        assert sc.evaluate(net, task_a).accuracy > 0.95
+
+
+@pytest.mark.parametrize("mean", [True, False])
+def test_l0_penalises_the_mean_or_the_paper_sum(mean: bool) -> None:
+    net, (task_a, _) = planted_mlp(), planted_tasks()
+    cfg = sc.MaskConfig(unit="neuron", init=0.5)  # 16 + 4 units, soft mask sigmoid(0.5)
+    train = sc.TrainConfig(epochs=1, lr=1e-12, l0=0.3, l0_mean=mean, progress=False)
+    row = sc.train_masks(net, cfg, task_a, train).records[1]
+    per_unit = 0.3 / (1 + math.exp(-0.5))  # l0 * sigmoid(beta * init), beta = 1 in epoch 1
+    expected = per_unit if mean else per_unit * 20
+    assert row["loss"] - row["task_loss"] == pytest.approx(expected, rel=1e-4)

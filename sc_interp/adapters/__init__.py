@@ -2,6 +2,27 @@
 
 :func:`resolve` unwraps wrappers (nnsight) to the torch module that actually runs, and
 :func:`find_sites` lists a model's mask sites in forward order for one unit kind.
+
+Site names are the toolkit's own:
+
+- plain PyTorch (:mod:`~sc_interp.adapters.torch`): module paths (``fc1``, ``fc1.weight``);
+  neurons are the output units of ``Linear``/``Conv``/``Conv1D`` layers.
+- Hugging Face models of a known family (:mod:`~sc_interp.adapters.hf`: GPT-2,
+  GPT-NeoX/Pythia, Llama, Mistral, Qwen2/3, Gemma/Gemma2, Phi, OPT, BERT/RoBERTa), plain
+  or under nnsight (nnsight wraps the same module, so the names are the same): module
+  paths of the projections. ``head``: the attention output projection, masking each
+  query head's slice of its input; ``neuron``: the MLP down projection, masking its input
+  (the hidden units, after the gate in gated MLPs); ``weight``: the attention and MLP
+  matrices, with embeddings and ``lm_head`` listed but masked only when a target names
+  them (``Site.default`` is False). Unknown families fall back to plain PyTorch sites
+  with a warning.
+- TransformerLens (:mod:`~sc_interp.adapters.transformer_lens`): hook and parameter
+  names (``blocks.0.attn.hook_z``, ``blocks.0.mlp.hook_post``, ``blocks.0.attn.W_Q``,
+  ``blocks.0.attn.q.weight``). A TL 4 bridge around a Hugging Face model renames and
+  re-wraps its modules (``blocks.0.attn.o`` wraps ``transformer.h.0.attn.c_proj``; on GPT-2
+  the fused ``c_attn`` is split into ``attn.q|k|v``), so its names differ from the plain
+  model's: they are the names TransformerLens users know, and the bridge's forward runs
+  through them.
 """
 
 from __future__ import annotations

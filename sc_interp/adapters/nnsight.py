@@ -3,7 +3,8 @@
 Masks attach to the wrapped module, so they act inside ``model.trace(...)`` like anywhere
 else. For remote execution (NDIF), where hooks on the local module do not travel,
 :func:`apply_in_trace` writes a MaskSet's neuron/head masks as nnsight interventions on
-the module outputs inside an open trace. nnsight is never imported here: wrappers are
+the module outputs (or, for sites with ``io="input"`` such as Hugging Face heads and
+neurons, the module inputs) inside an open trace. nnsight is never imported here: wrappers are
 recognised by class.
 """
 
@@ -42,7 +43,10 @@ def envoy_at(model: Any, path: str) -> Any:
     """The nnsight Envoy for the module at ``path`` (as in ``named_modules()``)."""
     envoy = model
     for part in path.split(".") if path else []:
-        envoy = getattr(envoy, part)
+        # a submodule named like an Envoy attribute (BERT's ``attention.output``) is served
+        # under another attribute (``E_output``); the child map has it by its real name
+        child = getattr(envoy, "_child_map", {}).get(part)
+        envoy = child if child is not None else getattr(envoy, part)
     return envoy
 
 
@@ -73,4 +77,7 @@ def apply_in_trace(model: Any, masks: Any) -> None:
         )
     for name, site in masks.sites.items():
         envoy = envoy_at(model, site.module)
-        envoy.output = masks._masked_activation(name, envoy.output)
+        if site.io == "input":  # e.g. a Hugging Face head: the output projection's input
+            envoy.input = masks._masked_activation(name, envoy.input)
+        else:
+            envoy.output = masks._masked_activation(name, envoy.output)

@@ -6,51 +6,42 @@
 - ``head`` sites: none in plain torch models.
 
 A TransformerLens model nested inside a plain module (for example the encoder of an
-odd-one-out wrapper) is handed to the TransformerLens adapter, its site names prefixed
-with the path to it (``encoder.bridge.blocks.0.mlp.hook_post``).
+odd-one-out wrapper) is handed to the TransformerLens adapter, and a Hugging Face
+``PreTrainedModel`` of a known family to the Hugging Face adapter
+(:mod:`sc_interp.adapters.hf`), their site names prefixed with the path to them
+(``encoder.bridge.blocks.0.mlp.hook_post``, ``encoder.bert.encoder.layer.0.output.dense``).
+Weight layouts come from the module type (``nn.Linear`` ``[out, in]``, ``Conv1D``
+``[in, out]``), see :mod:`sc_interp.adapters._layout`.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from sc_interp.adapters import hf as _hf
 from sc_interp.adapters import transformer_lens as _tl
+from sc_interp.adapters._layout import weight_axes, weight_of
 from sc_interp.sites import Site
 
 
-def _conv1d_hf(module: nn.Module) -> bool:
-    # Hugging Face's GPT-2 style Conv1D stores weight as [in, out]; detect by name so we
-    # never import transformers.
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
-
-
 def _layer_sites(path: str, module: nn.Module, unit: str) -> list[Site]:
-    if parametrize.is_parametrized(module, "weight"):
-        # read the shape without running the parametrizations (ours, or the user's weight_norm)
-        plist = module.parametrizations["weight"]  # type: ignore[index,union-attr]
-        weight = getattr(plist, "original", None)
-        if weight is None:  # several originals (weight_norm): the computed weight's shape
-            with torch.no_grad():
-                weight = getattr(module, "weight", None)
-    else:
-        weight = getattr(module, "weight", None)
-    if not isinstance(weight, torch.Tensor):
+    weight = weight_of(module)
+    axes = weight_axes(module)
+    if weight is None or axes is None:
         return []
     shape = tuple(weight.shape)
-    if isinstance(module, nn.Linear):
-        axis, n_out = -1, module.out_features
-    elif isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-        axis, n_out = -(len(module.kernel_size) + 1), module.out_channels
-    elif _conv1d_hf(module):
-        axis, n_out = -1, int(module.nf)  # type: ignore[arg-type]
-    else:
-        return []
+    out_axis = axes[0]
+    n_out = int(weight.shape[out_axis])
+    # the unit axis of the layer's output: channels of a convolution, features otherwise
+    axis = (
+        -(len(module.kernel_size) + 1)
+        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d)
+        else -1
+    )
     if unit == "weight":
         return [Site(_join(path, "weight"), "weight", shape, module=path, attr="weight")]
     if unit == "neuron":
-        out_axis = 1 if _conv1d_hf(module) else 0
         bake = ((path, "weight", out_axis),)
         if getattr(module, "bias", None) is not None:
             bake += ((path, "bias", 0),)
@@ -66,6 +57,10 @@ def sites(model: nn.Module, unit: str, prefix: str = "") -> list[Site]:
     """Sites of ``unit`` kind in ``model`` in registration (forward) order."""
     if _tl.is_transformer_lens(model):
         return _tl.sites(model, unit, prefix)
+    if _hf.is_hf(model):
+        known = _hf.sites(model, unit, prefix)
+        if known is not None:
+            return known
     found = _layer_sites(prefix, model, unit)
     for name, child in model.named_children():
         if name == "parametrizations" and parametrize.is_parametrized(model):

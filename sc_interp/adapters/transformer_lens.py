@@ -16,6 +16,12 @@ Hooks are raw torch forward hooks on the hook points, not TransformerLens hooks,
 of ``attn.o.hook_in`` whose raw output is ``[batch, pos, n_heads * d_head]``: a head owns
 ``d_head`` consecutive features. TransformerLens itself is never imported here: models are
 recognised by class name.
+
+A bridge booted around a Hugging Face model keeps that model's modules inside its
+components: on GPT-2, ``attn.o``, ``mlp.in`` and ``mlp.out`` wrap ``Conv1D`` layers whose
+``weight`` is ``[in, out]`` (``attn.q|k|v`` are split into ``nn.Linear``). Bake axes and the
+units of each weight mask entry (:class:`~sc_interp.sites.UnitMap`) are read from the
+wrapped module's type, never assumed from the name.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from typing import Any
 
 from torch import nn
 
-from sc_interp.sites import Site
+from sc_interp.adapters._layout import weight_axes
+from sc_interp.sites import Site, UnitMap
 
 _HOOKED = "HookedTransformer"
 _BRIDGE = "TransformerBridge"
@@ -64,8 +71,37 @@ def _param_owners(model: nn.Module) -> dict[int, tuple[str, str]]:
     return owners
 
 
+def _heads(cfg: Any) -> tuple[int, int, int]:
+    """``(n_heads, d_head, query heads per key/value head)`` from a TL config."""
+    n_heads, d_head = int(cfg.n_heads), int(cfg.d_head)
+    n_kv = getattr(cfg, "n_key_value_heads", None) or n_heads
+    return n_heads, d_head, max(n_heads // int(n_kv), 1)
+
+
+def _hooked_units(kind: str, layer: int) -> UnitMap:
+    # HookedTransformer: W_Q/W_K/W_V [n_heads, d_model, d_head], W_O [n_heads, d_head, d_model],
+    # W_in/W_gate [d_model, d_mlp], W_out [d_mlp, d_model]
+    if kind in ("Q", "K", "V", "O"):
+        return UnitMap("head", layer, 0)
+    return UnitMap("neuron", layer, 0 if kind == "out" else 1)
+
+
+def _bridge_units(kind: str, layer: int, module: nn.Module, cfg: Any) -> UnitMap | None:
+    axes = weight_axes(module)
+    if axes is None:
+        return None
+    out_axis, in_axis = axes
+    _, d_head, share = _heads(cfg)
+    if kind in ("q", "k", "v"):
+        return UnitMap("head", layer, out_axis, d_head, share=1 if kind == "q" else share)
+    if kind == "o":
+        return UnitMap("head", layer, in_axis, d_head)
+    return UnitMap("neuron", layer, in_axis if kind == "out" else out_axis)
+
+
 def _weight_sites(model: nn.Module, family: str, prefix: str) -> list[Site]:
     owners = _param_owners(model)
+    cfg: Any = getattr(model, "cfg", None)
     if family == _HOOKED:
         named = dict(model.named_parameters())
         pattern = _HT_WEIGHT
@@ -81,15 +117,27 @@ def _weight_sites(model: nn.Module, family: str, prefix: str) -> list[Site]:
             continue
         layer, attn, mlp = match.groups()
         order = _ATTN_ORDER[(attn or "").upper() or mlp]
-        keyed.append(((int(layer), order), name, param))
+        keyed.append(((int(layer), order), name, param, attn or mlp))
     found = []
-    for _, name, param in sorted(keyed, key=lambda item: item[0]):
+    for (layer, _), name, param, kind in sorted(keyed, key=lambda item: item[0]):
         path, attr = owners[id(param)]
         holder = re.match(r"^(.*)\.parametrizations\.(\w+)$", path)
         if holder is not None and attr == "original":  # the parametrized module itself
             path, attr = holder.groups()
+        if family == _HOOKED:
+            units = _hooked_units(kind, layer)
+        else:
+            module = model.get_submodule(path)
+            units = None if cfg is None else _bridge_units(kind, layer, module, cfg)
         found.append(
-            Site(_join(prefix, name), "weight", tuple(param.shape), _join(prefix, path), attr)
+            Site(
+                _join(prefix, name),
+                "weight",
+                tuple(param.shape),
+                _join(prefix, path),
+                attr,
+                units=units,
+            )
         )
     return found
 
@@ -103,20 +151,19 @@ def _hook_sites(model: nn.Module, family: str, unit: str, prefix: str) -> list[S
     for layer in range(int(cfg.n_layers)):
         if unit == "neuron":
             name, shape, axis, group = f"blocks.{layer}.mlp.hook_post", (int(cfg.d_mlp),), -1, 1
-            # the unit's only consumer: row i of W_out [d_mlp, d_model] / column i of out.weight
-            reader, reader_axis = (
-                (f"blocks.{layer}.mlp.W_out", 0)
+            # the unit's only consumer: row i of W_out [d_mlp, d_model] / the input side of
+            # the bridge's out.weight (column i of a Linear, row i of a Conv1D)
+            reader = (
+                f"blocks.{layer}.mlp.W_out"
                 if family == _HOOKED
-                else (f"blocks.{layer}.mlp.out.weight", 1)
+                else f"blocks.{layer}.mlp.out.weight"
             )
         else:
             name, shape = f"blocks.{layer}.attn.hook_z", (int(cfg.n_heads),)
             # HookedTransformer: [batch, pos, head, d_head]; bridge (raw): [batch, pos, head*d_head]
             axis, group = (-2, 1) if family == _HOOKED else (-1, int(cfg.d_head))
-            reader, reader_axis = (
-                (f"blocks.{layer}.attn.W_O", 0)
-                if family == _HOOKED
-                else (f"blocks.{layer}.attn.o.weight", 1)
+            reader = (
+                f"blocks.{layer}.attn.W_O" if family == _HOOKED else f"blocks.{layer}.attn.o.weight"
             )
         hook = hooks.get(name)
         if hook is None or id(hook) not in paths:
@@ -124,7 +171,10 @@ def _hook_sites(model: nn.Module, family: str, unit: str, prefix: str) -> list[S
         bake: tuple[tuple[str, str, int], ...] = ()
         if reader in weights:
             w = weights[reader]
-            bake = ((_join(prefix, w.module), w.attr or "weight", reader_axis),)
+            # HookedTransformer: W_O / W_out hold heads / neurons on axis 0
+            axes = (None, 0) if family == _HOOKED else weight_axes(model.get_submodule(w.module))
+            if axes is not None:
+                bake = ((_join(prefix, w.module), w.attr or "weight", axes[1]),)
         found.append(
             Site(
                 _join(prefix, name),
@@ -135,6 +185,7 @@ def _hook_sites(model: nn.Module, family: str, unit: str, prefix: str) -> list[S
                 axis,
                 group,
                 bake,
+                units=UnitMap("head" if unit == "head" else "neuron", layer),
             )
         )
     return found

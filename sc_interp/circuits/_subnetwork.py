@@ -1,19 +1,15 @@
 """Map a learned subnetwork's masks (keyed by site name) to canonical nodes.
 
-Sites (any prefix before ``blocks.`` is ignored, e.g. ``encoder.bridge.blocks.0...``):
-
-============================================  ==========================  ==================
-site                                          mask shape                  unit axis
-============================================  ==========================  ==================
-``blocks.L.attn.W_Q|W_K|W_V`` (TL 2/3)         ``[n_heads, d_model, d_head]``  head: dim 0
-``blocks.L.attn.W_O`` (TL 2/3)                 ``[n_heads, d_head, d_model]``  head: dim 0
-``blocks.L.mlp.W_in`` / ``W_out`` (TL 2/3)     ``[d_model, d_mlp]`` / ``[d_mlp, d_model]``  neuron
-``blocks.L.attn.q|k|v.weight`` (TL 4 bridge)  ``[n_heads*d_head, d_model]``  head: row groups
-``blocks.L.attn.o.weight`` (TL 4 bridge)      ``[d_model, n_heads*d_head]``  head: column groups
-``blocks.L.mlp.in.weight`` / ``out.weight``   ``[d_mlp, d_model]`` / ``[d_model, d_mlp]``  neuron
-``blocks.L.mlp.hook_post``                    ``[d_mlp]``                 neuron
-``blocks.L.attn.hook_z``                      ``[n_heads]``               head
-============================================  ==========================  ==================
+TransformerLens sites map to units by name (see :mod:`sc_interp.circuits._site_names`).
+Hugging Face models (plain or under nnsight) name their sites by module path
+(``model.layers.0.self_attn.o_proj``, ``transformer.h.0.attn.c_attn.weight``); their mask
+entries map to units by each site's :class:`~sc_interp.sites.UnitMap`, which the adapter
+derives from the config and the module's real layout (``nn.Linear`` ``[out, in]``,
+``Conv1D`` ``[in, out]``, fused ``[q | k | v]`` or per-head interleaved qkv, key/value
+heads shared by several query heads). A MaskSet carries them in its sites, a Subnetwork
+stores them (also in its file), and ``model=`` supplies them for a bare ``{site: mask}``
+dict. Where a site has a UnitMap it wins over the name rules (the bridge around
+GPT-2 has ``Conv1D`` ``attn.o``/``mlp.in``/``mlp.out``, which the names would misread).
 
 A unit (head ``a{L}.h{H}`` or neuron ``m{L}.n{I}``) gathers every mask entry of its slices
 across the sites of its layer. ``aggregation`` decides when it is kept: ``"any"`` entry
@@ -31,10 +27,12 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sc_interp.circuits._circuit import Circuit
-from sc_interp.errors import CircuitError
+from sc_interp.circuits._site_names import SITE, unit_rows
+from sc_interp.errors import CircuitError, ConfigError
+from sc_interp.sites import UnitMap
 
 if TYPE_CHECKING:
     import torch
@@ -43,9 +41,6 @@ logger = logging.getLogger(__name__)
 
 Aggregation = Literal["any", "majority", "all"]
 AGGREGATIONS = ("any", "majority", "all")
-_SITE = re.compile(r"(?:^|\.)blocks\.(\d+)\.(.+)$")
-_TL_HEAD = {"attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O"}
-_BRIDGE_HEAD_ROWS = {"attn.q.weight", "attn.k.weight", "attn.v.weight"}
 
 
 class ModelDims(NamedTuple):
@@ -66,7 +61,14 @@ def model_dims(model: object) -> ModelDims:
     """
     if model is None:
         return ModelDims()
-    cfg = getattr(model, "cfg", model)
+    module = _module(model)
+    if module is not None and getattr(module, "cfg", None) is None:
+        from sc_interp.adapters import hf
+
+        found = hf.dims(module) if hf.is_hf(module) else None
+        if found is not None:
+            return ModelDims(found.n_layers, found.n_heads, found.d_mlp, found.d_model)
+    cfg = getattr(module if module is not None else model, "cfg", model)
     values: list[int | None] = []
     for key in ModelDims._fields:
         value = cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
@@ -74,6 +76,37 @@ def model_dims(model: object) -> ModelDims:
             raise CircuitError(f"model config {key}={value!r} is not an integer")
         values.append(value)
     return ModelDims(*values)
+
+
+def _module(model: object) -> Any:
+    """The torch module of a model or nnsight wrapper; ``None`` for configs and mappings."""
+    from torch import nn
+
+    from sc_interp.adapters.nnsight import is_nnsight, unwrap
+
+    if is_nnsight(model):
+        return unwrap(model)
+    return model if isinstance(model, nn.Module) else None
+
+
+def site_units(model: object) -> dict[str, tuple[tuple[int, ...], UnitMap]]:
+    """Every site's mask shape and :class:`UnitMap` in ``model`` (all units), by site name.
+
+    Example:
+        >>> site_units(None)
+        {}
+    """
+    module = _module(model)
+    if module is None:
+        return {}
+    from sc_interp.adapters import find_sites
+
+    found: dict[str, tuple[tuple[int, ...], UnitMap]] = {}
+    for unit in ("weight", "neuron", "head"):
+        for site in find_sites(module, unit):
+            if site.units is not None:
+                found.setdefault(site.name, (site.shape, site.units))
+    return found
 
 
 @dataclass
@@ -122,15 +155,26 @@ def split_masks(
     return masks, (logits or None)
 
 
-def _extract(obj: object) -> tuple[dict, dict | None] | None:
-    """Return ``(masks, logits)`` of a mask-type subnetwork, or ``None`` for anything else."""
+def _own_units(obj: object) -> dict[str, UnitMap]:
+    """UnitMaps an object carries: a MaskSet's sites, a Subnetwork's ``units``."""
+    sites = getattr(obj, "sites", None)
+    if isinstance(sites, Mapping):
+        return {k: s.units for k, s in sites.items() if getattr(s, "units", None) is not None}
+    units = getattr(obj, "units", None)
+    if isinstance(units, Mapping):
+        return {k: v for k, v in units.items() if isinstance(v, UnitMap)}
+    return {}
+
+
+def _extract(obj: object) -> tuple[dict, dict | None, dict[str, UnitMap]] | None:
+    """``(masks, logits, unit maps)`` of a mask-type subnetwork, ``None`` for anything else."""
     import torch
 
     if isinstance(obj, Circuit):
         return None
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return split_masks(obj)
+            return (*split_masks(obj), {})
         return None
     masks = getattr(obj, "masks", None)
     if not isinstance(masks, Mapping):
@@ -148,52 +192,8 @@ def _extract(obj: object) -> tuple[dict, dict | None] | None:
                     f"logits of {k!r} have shape {tuple(logits[k].shape)}, "
                     f"mask has {tuple(masks[k].shape)}"
                 )
-        return masks, {k: v for k, v in logits.items() if k in masks}
-    return masks, None
-
-
-def _unit_rows(name: str, t: torch.Tensor, n_heads: int | None) -> tuple[str, torch.Tensor] | None:
-    """``(kind, [n_units, entries])`` for one site, ``None`` if the site is no unit."""
-    match = _SITE.search(name)
-    if not match:
-        return None
-    rest = match[2]
-    shape = tuple(t.shape)
-
-    def need(ndim: int, what: str) -> None:
-        if t.ndim != ndim:
-            raise CircuitError(f"mask {name!r} has shape {shape}; expected {what}")
-
-    if rest in _TL_HEAD:
-        need(3, "[n_heads, d_model, d_head] (W_O: [n_heads, d_head, d_model])")
-        return "head", t.reshape(shape[0], -1)
-    if rest == "mlp.W_in":
-        need(2, "[d_model, d_mlp]")
-        return "neuron", t.T
-    if rest in ("mlp.W_out", "mlp.in.weight"):
-        need(2, "[d_mlp, d_model]")
-        return "neuron", t
-    if rest == "mlp.out.weight":
-        need(2, "[d_model, d_mlp]")
-        return "neuron", t.T
-    if rest == "mlp.hook_post":
-        return "neuron", t.reshape(-1, 1)
-    if rest == "attn.hook_z":
-        return "head", t.reshape(-1, 1)
-    if rest in _BRIDGE_HEAD_ROWS or rest == "attn.o.weight":
-        if n_heads is None:
-            raise CircuitError(
-                f"mask {name!r} stacks all heads in one matrix; pass model= (its cfg.n_heads) "
-                "or n_heads= to split it"
-            )
-        need(2, "[n_heads*d_head, d_model] (o.weight: [d_model, n_heads*d_head])")
-        rows = t if rest != "attn.o.weight" else t.T
-        if rows.shape[0] % n_heads:
-            raise CircuitError(
-                f"mask {name!r} of shape {shape} does not split into {n_heads} heads"
-            )
-        return "head", rows.reshape(n_heads, -1)
-    return None
+        return masks, {k: v for k, v in logits.items() if k in masks}, _own_units(obj)
+    return masks, None, _own_units(obj)
 
 
 def _aggregate(values: torch.Tensor, aggregation: str) -> bool:
@@ -210,13 +210,35 @@ def _score(values: torch.Tensor, aggregation: str) -> float:
     return float(values.flatten().topk(k).values[-1])
 
 
+def _entries(
+    name: str, t: torch.Tensor, n_heads: int | None, unit_map: UnitMap | None
+) -> tuple[str, int, list[tuple[int, torch.Tensor]]] | None:
+    """``(kind, layer, [(unit index, entries)])`` of one site; ``None`` if it is no unit."""
+    if unit_map is not None:
+        try:
+            return unit_map.kind, unit_map.layer, unit_map.split(t)
+        except ConfigError as exc:
+            raise CircuitError(f"mask {name!r}: {exc}") from None
+    rows = unit_rows(name, t, n_heads)
+    if rows is None:
+        return None
+    kind, table = rows
+    layer = int(SITE.search(name)[1])  # type: ignore[index]
+    return kind, layer, [(i, table[i].reshape(-1)) for i in range(table.shape[0])]
+
+
 def subnetwork_view(
     obj: object,
     *,
     n_heads: int | None = None,
     aggregation: str = "any",
+    units: Mapping[str, tuple[tuple[int, ...], UnitMap]] | None = None,
 ) -> NodeView | None:
     """The units a mask-type subnetwork keeps; ``None`` if ``obj`` holds no masks.
+
+    ``units`` gives a model's site layouts (see :func:`site_units`), used for masks of the
+    site's shape; the object's own (a MaskSet's sites, a Subnetwork's ``units``) take
+    precedence, and name rules cover TransformerLens sites without either.
 
     Example:
         >>> import torch
@@ -229,33 +251,39 @@ def subnetwork_view(
     extracted = _extract(obj)
     if extracted is None:
         return None
-    masks, logits = extracted
+    masks, logits, own = extracted
+    layouts = {
+        name: unit_map
+        for name, (shape, unit_map) in (units or {}).items()
+        if name in masks and tuple(masks[name].shape) == shape
+    }
+    layouts.update(own)
     gathered: dict[str, list] = {}
     gathered_logits: dict[str, list] = {}
     used, skipped = [], []
     for name, mask in masks.items():
-        rows = _unit_rows(name, mask, n_heads)
-        if rows is None:
+        found = _entries(name, mask, n_heads, layouts.get(name))
+        if found is None:
             skipped.append(name)
             continue
-        kind, table = rows
-        layer = int(_SITE.search(name)[1])  # type: ignore[index]
+        kind, layer, table = found
         logit_rows = None
         if logits is not None and name in logits:
-            logit_rows = _unit_rows(name, logits[name], n_heads)
+            logit_rows = _entries(name, logits[name], n_heads, layouts.get(name))
         used.append(name)
-        for i in range(table.shape[0]):
+        for position, (i, entries) in enumerate(table):
             unit = f"a{layer}.h{i}" if kind == "head" else f"m{layer}.n{i}"
-            gathered.setdefault(unit, []).append(table[i].reshape(-1))
+            gathered.setdefault(unit, []).append(entries)
             if logit_rows is not None:
-                gathered_logits.setdefault(unit, []).append(logit_rows[1][i].reshape(-1))
+                gathered_logits.setdefault(unit, []).append(logit_rows[2][position][1])
     if skipped:
         logger.info("sites that are no head or neuron, skipped: %s", ", ".join(skipped))
     if not used:
         raise CircuitError(
             f"no mask site maps to a head or neuron: {sorted(masks)[:20]}; expected sites like "
             "blocks.L.attn.hook_z, blocks.L.mlp.hook_post, blocks.L.attn.W_Q or "
-            "blocks.L.attn.q.weight"
+            "blocks.L.attn.q.weight, or a Hugging Face model's sites with model= given "
+            "(a Subnetwork or MaskSet carries its own site layouts)"
         )
     return _view(gathered, gathered_logits, aggregation, used)
 
@@ -297,7 +325,9 @@ def to_circuit(
     from sc_interp.circuits.formats import load
 
     dims = model_dims(model)
-    view = subnetwork_view(obj, n_heads=n_heads or dims.n_heads, aggregation=aggregation)
+    view = subnetwork_view(
+        obj, n_heads=n_heads or dims.n_heads, aggregation=aggregation, units=site_units(model)
+    )
     if view is None:
         return load(obj, n_layers=dims.n_layers, n_heads=dims.n_heads, d_mlp=dims.d_mlp)
     return Circuit(frozenset(view.nodes), scores=view.scores or {}, source="subnetwork").validate(

@@ -28,20 +28,21 @@ def _read_config(path: str) -> dict:
 def _read_subnetwork(path: str) -> object:
     if not path.endswith(".safetensors"):
         return load(path)
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from sc_interp._safetensors import read
+    from sc_interp.errors import ConfigError, MaskFileError
+    from sc_interp.sites import UnitMap
 
-    if not Path(path).is_file():
-        raise CircuitError(f"subnetwork file {path!r} does not exist")
     try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as exc:
+        tensors, meta = read(path)  # recognised by structure; never unpickled
+        # Subnetwork and MaskSet files record each site's units (Hugging Face layouts)
+        units = {name: UnitMap(**spec) for name, spec in (meta.get("units") or {}).items()}
+    except (MaskFileError, ConfigError, TypeError, AttributeError) as exc:
         raise CircuitError(f"cannot read subnetwork {path!r}: {exc}") from exc
     masks, logits = split_masks(tensors)
 
-    class _Subnetwork:  # the shape compare() reads: .masks and optional .logits
+    class _Subnetwork:  # the shape compare() reads: .masks, optional .logits and .units
         def __init__(self) -> None:
-            self.masks, self.logits = masks, logits
+            self.masks, self.logits, self.units = masks, logits, units
 
     return _Subnetwork()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -10,9 +11,10 @@ from sc_interp._optional import require
 from sc_interp.circuits._circuit import Circuit
 from sc_interp.circuits._eap import full_units
 from sc_interp.circuits._metrics import auprc, auroc
-from sc_interp.circuits._subnetwork import NodeView, model_dims, subnetwork_view
+from sc_interp.circuits._subnetwork import NodeView, model_dims, site_units, subnetwork_view
 from sc_interp.circuits.formats import load
 from sc_interp.circuits.naming import node_layer, parse_node
+from sc_interp.sites import UnitMap
 
 if TYPE_CHECKING:
     import pandas
@@ -35,9 +37,16 @@ COLUMNS = (
 )
 
 
-def _side(obj: object, *, model: object, n_heads: int | None, aggregation: str) -> NodeView:
+def _side(
+    obj: object,
+    *,
+    model: object,
+    n_heads: int | None,
+    aggregation: str,
+    layouts: dict[str, tuple[tuple[int, ...], UnitMap]],
+) -> NodeView:
     dims = model_dims(model)
-    view = subnetwork_view(obj, n_heads=n_heads, aggregation=aggregation)
+    view = subnetwork_view(obj, n_heads=n_heads, aggregation=aggregation, units=layouts)
     if view is not None:
         Circuit(frozenset(view.nodes)).validate(
             n_layers=dims.n_layers, n_heads=dims.n_heads, d_mlp=dims.d_mlp
@@ -50,6 +59,28 @@ def _side(obj: object, *, model: object, n_heads: int | None, aggregation: str) 
     if circuit.n_layers and circuit.n_heads:
         universe |= full_units(circuit.n_layers, circuit.n_heads)
     return NodeView(units, scores or None, universe if scores else None, circuit.n_layers)
+
+
+def _kinds(view: NodeView) -> set[str]:
+    kinds = set()
+    for name in (view.universe or set()) | view.nodes:
+        kind = parse_node(name).kind
+        if kind in ("head", "mlp", "neuron"):
+            kinds.add("heads" if kind == "head" else "MLPs")
+    return kinds
+
+
+def _warn_if_disjoint(sub: NodeView, ref: NodeView) -> None:
+    """Warn when one side has only heads and the other only MLP units: nothing to compare."""
+    mine, theirs = _kinds(sub), _kinds(ref)
+    if mine and theirs and not mine & theirs:
+        warnings.warn(
+            f"the subnetwork covers only {', '.join(sorted(mine))} and the circuit names only "
+            f"{', '.join(sorted(theirs))}: they share no unit kind, so every overlap is empty; "
+            "compare masks of the unit the circuit names (e.g. unit='head' for head circuits)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _mlp_neurons(names: set[str] | None) -> dict[int, bool]:
@@ -152,8 +183,12 @@ def node_sets(
         (['a0.h1', 'a0.h2'], ['a0.h1'])
     """
     n_heads = n_heads or model_dims(model).n_heads
-    sub = _side(subnetwork_or_circuit, model=model, n_heads=n_heads, aggregation=aggregation)
-    ref = _side(circuit, model=model, n_heads=n_heads, aggregation=aggregation)
+    layouts = site_units(model)
+    sub, ref = (
+        _side(side, model=model, n_heads=n_heads, aggregation=aggregation, layouts=layouts)
+        for side in (subnetwork_or_circuit, circuit)
+    )
+    _warn_if_disjoint(sub, ref)
     sub_neurons = _mlp_neurons((sub.universe or set()) | sub.nodes)
     ref_neurons = _mlp_neurons((ref.universe or set()) | ref.nodes)
     layers_seen = {node_layer(n) for n in sub.nodes | ref.nodes | (sub.universe or set())}
@@ -210,6 +245,8 @@ def compare(
     - ``input`` and ``logits`` are left out; edge circuits count through their nodes;
     - MLPs: per layer, neurons are compared when both sides have neuron-level nodes,
       else neurons are lifted to their ``m{L}`` node;
+    - when the two sides share no unit kind (only heads against only MLP units) a
+      ``UserWarning`` says so: every overlap is then empty;
     - when the subnetwork has masks, only the units its sites cover count (a circuit
       head in an unmasked layer is in ``n_circuit_outside``, not a miss);
     - AUROC/AUPRC rank units by the subnetwork's mask logits (``scored_by="subnetwork"``,
@@ -219,9 +256,12 @@ def compare(
     Args:
         subnetwork_or_circuit: the learned subnetwork (or a circuit).
         circuit: the reference circuit.
-        model: a model (or config) whose ``cfg.n_layers/n_heads/d_mlp`` both sides are
-            checked against (``CircuitError`` lists units it does not have); also gives
-            ``n_heads`` to split TL 4 bridge ``attn.q.weight``-style masks.
+        model: a model (or config) whose ``cfg.n_layers/n_heads/d_mlp`` (Hugging Face:
+            ``config.num_hidden_layers/...``) both sides are checked against
+            (``CircuitError`` lists units it does not have); also gives each site's real
+            layout, needed for a bare ``{site: mask}`` dict of a Hugging Face or nnsight
+            model (a Subnetwork or MaskSet carries its own), and ``n_heads`` to split TL 4
+            bridge ``attn.q.weight``-style masks.
         aggregation: ``"any"``, ``"majority"`` or ``"all"`` weights of a unit kept.
         n_heads: heads per layer when no ``model`` is given (bridge weight masks).
 
