@@ -34,6 +34,9 @@ class CompositionalityReport:
         controlled: whether the random-init control was run (else the verdict is
             uncontrolled).
         init_method: how the random-init copies were drawn.
+        data: which data each number comes from: one row per subtask and split (``train``:
+            mask training; ``val``: ``solves_target``; ``test``: the accuracies and deltas),
+            with the split's description (:meth:`sc_interp.Subtask.describe`).
     """
 
     table: Any
@@ -45,11 +48,13 @@ class CompositionalityReport:
     reasons: dict[str, str] = field(default_factory=dict)
     controlled: bool = False
     init_method: str | None = None
+    data: Any = None
 
     @classmethod
     def build(
         cls, rows: list[dict[str, Any]], subs: dict, examples: dict, random: dict,
         margin: float = 0.1, n_boot: int = 2000, seed: int = 0, init_method: str | None = None,
+        data: list[dict[str, Any]] | None = None,
     ) -> CompositionalityReport:  # fmt: skip
         """Compute intervals, verdicts and overlaps from the raw rows.
 
@@ -58,6 +63,7 @@ class CompositionalityReport:
             subs: the learned Subnetworks under the same keys.
             examples: per key, per-example scores ``{"sub_t", "sub_o", "abl_t", "abl_o"}``.
             random: per key, the random subnetworks' selective effects (if that control ran).
+            data: per subtask and split, what it is used for and where it comes from.
         """
         pd = require("pandas")
         table = pd.DataFrame(rows)
@@ -109,7 +115,7 @@ class CompositionalityReport:
         return cls(
             table, summary, {r["subroutine"]: r["verdict"] for r in trained}, _overlap(subs),
             subs, margin, {r["subroutine"]: r["reason"] for r in trained},
-            "random_init" in kinds, init_method,
+            "random_init" in kinds, init_method, pd.DataFrame(data) if data else None,
         )  # fmt: skip
 
     def warnings(self) -> list[str]:
@@ -143,9 +149,27 @@ class CompositionalityReport:
         lines += [f"Intervals: {'; '.join(methods)}."]
         if self.init_method:
             lines += ["", f"Random-init control drawn by: {self.init_method}."]
+        lines += self._data_lines()
         lines += ["", "## Summary", "", _markdown(self.summary), "", "## Runs", "",
                   _markdown(self.table), "", "## Mask overlap (IoU)", "", _markdown(self.overlap)]  # fmt: skip
         return "\n".join(lines) + "\n"
+
+    def _data_lines(self) -> list[str]:
+        """The "Data" section: what each mask was trained on and where it was scored."""
+        if self.data is None or not len(self.data):
+            return []
+        d = self.data
+        src = {(r.subtask, r.split): r.source for r in d.itertuples()}
+        names = list(dict.fromkeys(d["subtask"]))
+        lines = ["", "## Data", ""]
+        for name in names:
+            parts = [f"mask trained on: {src[(name, 'train')]}"]
+            if (name, "val") in src:
+                parts.append(f"solves_target judged on: {src[(name, 'val')]}")
+            scored = "; ".join(f"{n}: {src[(n, 'test')]}" for n in names if (n, "test") in src)
+            parts.append(f"scored on: {scored}")
+            lines.append(f"- **{name}**: " + "; ".join(parts))
+        return [*lines, "", _markdown(d)]
 
     def plot(self) -> Any:
         """Paper-style bars (subnetwork vs ablated, target vs other, chance line) and overlap."""
@@ -188,10 +212,12 @@ class CompositionalityReport:
         return fig
 
     def save(self, directory: str | Path) -> Path:
-        """Write report.md, table.csv, summary.csv, overlap.csv and report.png."""
+        """Write report.md, table.csv, summary.csv, overlap.csv, data.csv and report.png."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.table.to_csv(out / "table.csv", index=False)
+        if self.data is not None:
+            self.data.to_csv(out / "data.csv", index=False)
         self.summary.to_csv(out / "summary.csv", index=False)
         self.overlap.to_csv(out / "overlap.csv", index=False)
         fig = self.plot()
