@@ -158,8 +158,9 @@ class CompoundTask:
         The regular candidates satisfy the compound rule alike and the odd one breaks it in
         the named property only: the paper scores masks trained on the "+A/-B" sets on
         these. Generated on first use (seeded from the task's seed, so always the same) with
-        ``meta["partition_sizes"]`` examples per split; also accepts the property's name or
-        ``"partition-a"``.
+        ``meta["partition_sizes"]`` examples per split: test and val as the task's, and, as
+        in the paper, no training examples (the train split is empty). Also accepts the
+        property's name or ``"partition-a"``.
         """
         import torch
 
@@ -175,9 +176,8 @@ class CompoundTask:
             if self.sampler is None:
                 raise ConfigError(f"task {self.name!r} was built without a sampler for partitions")
             seed = int(self.meta.get("seed", 0)) + 1_000_003 * (1 + PARTITIONS.index(key))
-            sizes = self.meta.get(
-                "partition_sizes", {"train": self.a.n_test, "test": self.a.n_test}
-            )
+            default = {"train": 0, "test": self.a.n_test, "val": self.a.n_val}
+            sizes = self.meta.get("partition_sizes", default)
             data, truth = self.sampler(key, sizes, torch.Generator().manual_seed(seed))
             self.meta.setdefault("properties", {})[key] = truth
             self._partitions[key] = data

@@ -327,12 +327,11 @@ def make_language_task(
     if number not in NUMBERS:
         raise ConfigError(f"number must be one of {list(NUMBERS)}, got {number!r}")
     sizes = {"train": n_train, "test": n_test, "val": n_val}
-    part_sizes = {"train": n_test, "test": n_test, "val": n_val}
+    part_sizes = {"train": 0, "test": n_test, "val": n_val}  # partitions are for scoring
     if paper_sizes:
         paper = PAPER_SIZES[name]
         sizes = {"train": paper["n_train"], "test": paper["n_test"], "val": paper["n_val"]}
-        part_sizes = {"train": paper["partition"], "test": paper["partition"],
-                      "val": paper["partition"]}  # fmt: skip
+        part_sizes = {"train": 0, "test": paper["partition"], "val": paper["partition"]}
     if n_val < 0:
         raise ConfigError(f"n_val must be >= 0, got {n_val}")
     generator = torch.Generator().manual_seed(seed)

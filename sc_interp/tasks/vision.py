@@ -298,7 +298,7 @@ def make_vision_task(
         "gap": gap,
         "seed": seed,
         "properties": truth,
-        "partition_sizes": {"train": n_test, "test": n_test, "val": n_val},
+        "partition_sizes": {"train": 0, "test": n_test, "val": n_val},
     }
     a, b, compound = datasets["a"], datasets["b"], datasets["compound"]
     return CompoundTask(name, a, b, compound, "vision", meta, sampler)
