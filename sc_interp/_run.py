@@ -24,7 +24,7 @@ def model_device(model: object) -> torch.device:
 def forward(model: object, x: Any) -> Any:
     """``model(x)`` with ``x`` moved to the model's device; nnsight models run in a trace.
 
-    A :class:`~sc_interp._prompt_batch.PromptBatch` is passed as tokens plus what the
+    A :class:`~sc_interp.prompts.PromptBatch` is passed as tokens plus what the
     model family needs to ignore padding (see :func:`prompt_arguments`).
     """
     if isinstance(x, torch.Tensor | PromptBatch):

@@ -4,7 +4,7 @@ A :class:`Subtask` is what a mask is learned for ("subject number", "inside") an
 accuracies are measured on. Data may be ``(inputs, labels)`` tensors, a torch
 ``Dataset``/``DataLoader``, a callable that returns an iterable of batches, or a
 :class:`~sc_interp.tasks.TaskData` (its split of the same name is used). Prompt subtasks
-(:meth:`Subtask.from_prompts`) hold a :class:`~sc_interp._prompt_batch.PromptBatch` as
+(:meth:`Subtask.from_prompts`) hold a :class:`~sc_interp.prompts.PromptBatch` as
 inputs: each batch carries its prompts' readout positions and answer candidates.
 """
 

@@ -4,7 +4,7 @@ The everyday subtask of TransformerLens and nnsight studies (IOI, agreement): pr
 whose next token should be an answer rather than some wrong tokens. The prompts are
 tokenized with the model's own tokenizer (TransformerLens' ``to_tokens`` for TL models,
 so its BOS convention applies), padded to one length on either side, and stored as a
-:class:`~sc_interp._prompt_batch.PromptBatch`: each prompt's last real token and its
+:class:`~sc_interp.prompts.PromptBatch`: each prompt's last real token and its
 candidate ids ``[answer, *wrong]`` travel with every batch, and the readout takes the
 candidates' logits there. Accuracy is the metric; :func:`sc_interp.evaluate` also
 reports the logit difference (answer minus the best wrong token).
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sc_interp._prompt_batch import PaddingSide, PromptBatch
+from sc_interp._prompt_batch import PaddingSide, PromptBatch, cat_prompts
 from sc_interp._run import accepts_mask
 from sc_interp.adapters import resolve
 from sc_interp.adapters.transformer_lens import is_transformer_lens
@@ -37,6 +37,8 @@ from sc_interp.data import SPLITS, Subtask
 from sc_interp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["PromptBatch", "PromptData", "cat_prompts", "from_prompts"]
 
 PromptData = tuple[Sequence[str], Sequence[str], Sequence[str | Sequence[str]]]
 """``(prompts, answers, wrong)``: one answer and one or several wrong tokens per prompt."""
@@ -83,7 +85,7 @@ def from_prompts(
         source: where the prompts come from, for reports (see :class:`Subtask`).
 
     Returns:
-        A :class:`Subtask` whose inputs are :class:`~sc_interp._prompt_batch.PromptBatch`.
+        A :class:`Subtask` whose inputs are :class:`~sc_interp.prompts.PromptBatch`.
 
     Raises:
         DataError: mismatched lengths, an empty set, an answer or wrong token that is not
