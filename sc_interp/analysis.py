@@ -26,6 +26,7 @@ from sc_interp.adapters import resolve
 from sc_interp.data import Subtask, as_subtask, cat_inputs
 from sc_interp.errors import ConfigError
 from sc_interp.masks import MaskConfig
+from sc_interp.prompts import pad_alike
 from sc_interp.reinit import reinitialize
 from sc_interp.report import CompositionalityReport
 from sc_interp.subnetwork import Subnetwork
@@ -131,9 +132,9 @@ def _analyse(
             }  # fmt: skip
             if kind == "trained" and not row["solves_target"]:
                 log.warning(
-                    "the %s mask (seed %d) keeps %.2f accuracy on its own subtask (full model %.2f, "
-                    "chance %.2f): mask training failed; try a lower l0 or a higher lr",
-                    target.name, seed, acc["sub_target"], acc["full_target"], ch_t,
+                    "the %s mask (seed %d) keeps %.2f accuracy on its own subtask's %s split (full "
+                    "model %.2f, chance %.2f): mask training failed; try a lower l0 or a higher lr",
+                    target.name, seed, sub_judge, judge[target.name], full_judge[target.name], ch_t,
                 )  # fmt: skip
             if "random_subnetwork" in controls:
                 gen = torch.Generator().manual_seed(10_000 + seed)
@@ -208,7 +209,7 @@ def test_compositionality(
     """
     a, b = as_subtask(a), as_subtask(b)
     if method == "resample":  # donors and recipients must be padded alike
-        a, b = _same_prompt_length(a, b)
+        a, b = pad_alike(a, b)
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ConfigError(f"unknown control(s) {unknown}; allowed: {list(CONTROLS)}")
@@ -271,28 +272,3 @@ def _data_sources(a: Subtask, b: Subtask) -> list[dict[str, Any]]:
                 rows.append({"subtask": task.name, "split": split, "used for": used,
                              "source": task.describe(split)})  # fmt: skip
     return rows
-
-
-def _same_prompt_length(a: Subtask, b: Subtask) -> tuple[Subtask, Subtask]:
-    """Prompt subtasks padded to one length, so resampled activations line up."""
-    from sc_interp._prompt_batch import PromptBatch
-
-    def length(task: Subtask) -> int | None:
-        data = [getattr(task, s) for s in ("train", "test", "val") if task.has_split(s)]
-        if not all(isinstance(d, tuple | list) and isinstance(d[0], PromptBatch) for d in data):
-            return None
-        return max(d[0].shape[1] for d in data)
-
-    la, lb = length(a), length(b)
-    if la is None or lb is None or la == lb:
-        return a, b
-    n = max(la, lb)
-
-    def pad(task: Subtask) -> Subtask:
-        splits = {s: getattr(task, s) for s in ("train", "test", "val") if task.has_split(s)}
-        return replace(task, **{s: (d[0].padded_to(n), d[1]) for s, d in splits.items()})
-
-    return pad(a), pad(b)
-
-
-test_compositionality.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ from sc_interp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PromptBatch", "PromptData", "cat_prompts", "from_prompts"]
+__all__ = ["PromptBatch", "PromptData", "cat_prompts", "from_prompts", "pad_alike"]
 
 PromptData = tuple[Sequence[str], Sequence[str], Sequence[str | Sequence[str]]]
 """``(prompts, answers, wrong)``: one answer and one or several wrong tokens per prompt."""
@@ -124,6 +125,35 @@ def from_prompts(
         name, train=data["train"], test=data["test"], val=data.get("val"),
         chance=chance if chance is not None else 1.0 / k, batch_size=batch_size, source=source,
     )  # fmt: skip
+
+
+def pad_alike(*tasks: Subtask) -> tuple[Subtask, ...]:
+    """Prompt subtasks with every split padded to the longest of them all.
+
+    Resampled activations (``method="resample"``) line up position by position only when
+    donors and recipients have one length; extra padding changes no prompt's output.
+    Subtasks that are not all prompt subtasks come back unchanged.
+
+    Example:
+        >>> pad_alike()
+        ()
+    """
+
+    def prompts(task: Subtask) -> dict[str, tuple[PromptBatch, Tensor]] | None:
+        data = {s: getattr(task, s) for s in SPLITS if task.has_split(s)}
+        ok = all(
+            isinstance(d, tuple | list) and isinstance(d[0], PromptBatch) for d in data.values()
+        )
+        return data if ok else None
+
+    splits = [prompts(t) for t in tasks]
+    if not tasks or any(s is None for s in splits):
+        return tuple(tasks)
+    n = max(d[0].shape[1] for s in splits for d in s.values())  # type: ignore[union-attr]
+    return tuple(
+        replace(t, **{k: (d[0].padded_to(n), d[1]) for k, d in s.items()})  # type: ignore[union-attr]
+        for t, s in zip(tasks, splits, strict=True)
+    )
 
 
 class _Encoder:

@@ -115,6 +115,12 @@ def odd_one_out(
         DataError: an empty set, problems with different numbers of candidates, an odd index
             out of range, an unknown word (naming the word and the sentence), a sentence
             longer than ``max_len``, a split mapping without ``train`` and ``test``.
+
+    Example:
+        >>> owls = [["the owl naps", "the owls naps", "the owl naps", "the owl naps"]] * 4
+        >>> data = odd_one_out({"train": owls, "test": owls}, odd=1, source="my owls")
+        >>> data.train[0].shape, data.train[1].tolist(), data.describe("test")
+        (torch.Size([4, 4, 5]), [0, 1, 3, 2], 'my owls, test split')
     """
     if isinstance(problems, Mapping):
         return _splits(problems, odd, vocab, max_len, seed, name, source)
