@@ -129,6 +129,7 @@ def _analyse(
                 # a subnetwork that cannot do its own subtask says nothing about modularity
                 "solves_target": _solves(float(sub_judge), float(full_judge[target.name]), ch_t),
                 "solves_on": judge[target.name],
+                "full_judged": float(full_judge[target.name]), "sub_judged": float(sub_judge),
             }  # fmt: skip
             if kind == "trained" and not row["solves_target"]:
                 log.warning(

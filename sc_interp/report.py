@@ -22,7 +22,9 @@ class CompositionalityReport:
     Attributes:
         table: one row per base model, arm (``trained``/``random_init``), subroutine and
             seed: accuracies (raw), floored ``sub_delta``/``abl_delta``, density,
-            ``solves_target`` and the random-subnetwork control.
+            ``solves_target`` with the split it was judged on (``solves_on``) and the full
+            model's and the subnetwork's accuracies there (``full_judged``, ``sub_judged``),
+            and the random-subnetwork control.
         summary: one row per arm and subroutine: means, 95% CIs, one-sided p-values, the
             pooled random-subnetwork comparison, the contrast with the untrained control,
             the interval method, the verdict and its reason.
@@ -129,6 +131,17 @@ class CompositionalityReport:
                     f"{total - solved} of {total} {row.subroutine} masks do not solve their own "
                     "subtask (mask training needs a lower l0 or a higher lr)"
                 )
+        trained = self.table[self.table["kind"] == "trained"]
+        if "full_judged" in trained:
+            for sub, rows in trained.groupby("subroutine", sort=False):
+                full, chance = rows["full_judged"].mean(), rows["chance_target"].mean()
+                if full < chance + 0.05:
+                    out.append(
+                        f"the full model is near chance ({full:.2f}) on the {sub} data that "
+                        f"solves_target is judged on ({rows['solves_on'].iloc[0]} split), so that "
+                        "check, relative to the full model, is easy to pass; the subnetworks "
+                        f"themselves score {rows['sub_judged'].mean():.2f} there"
+                    )
         for row in s[s["kind"] == "random_init"].itertuples():
             if row.verdict == "compositional":
                 out.append(
