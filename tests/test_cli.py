@@ -105,6 +105,11 @@ def test_full_demo_shows_the_signature_and_controls_do_not(tmp_path) -> None:
     trained = report.table[report.table["kind"] == "trained"]
     # the size-matched random subnetworks do not have the learned masks' selective effect
     assert (trained["random_effect_p95"] < trained["selective_effect"]).mean() >= 0.5
+    # the paper's design: masks trained on the subroutine sets, scored on the partitions
+    text = report.to_markdown()
+    assert "- **subject**: mask trained on: +subject/-verb set, train split" in text
+    assert "scored on: subject: compound partition where only subject decides" in text
+    assert set(trained["solves_on"]) == {"val"}
 
 
 def test_bench_prints_ratios_against_floors() -> None:
