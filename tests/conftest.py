@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,13 @@ def bridge() -> nn.Module:
     if TL_MAJOR < 4:
         pytest.skip("needs transformer-lens 4")
     return make_bridge()
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module's tests: on a busy 2-core machine this is faster and
+    keeps timings stable (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,6 @@ the compound task's partitions; the report says which data each number comes fro
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ import sc_interp as sc
 from sc_interp.tasks import build_task_model, odd_one_out, task_accuracy, word_vocab
 
 pytest.importorskip("transformer_lens")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 NOUNS = [("fox", "foxes"), ("owl", "owls"), ("hare", "hares"), ("crow", "crows")]
 VERBS = [("jumps", "jump"), ("sings", "sing"), ("naps", "nap"), ("hops", "hop")]
@@ -46,15 +46,6 @@ def problems(rng: random.Random, n: int, kind: str) -> list[list[str]]:
             odd = (1, 0) if kind == "partition-subject" else (0, 1)
         out.append([sentence(rng, *p) for p in [*regular, odd]])
     return out
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: faster on the busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

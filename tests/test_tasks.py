@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -45,15 +44,8 @@ needs_tl = pytest.mark.skipif(
     __import__("importlib").util.find_spec("transformer_lens") is None,
     reason="needs transformer-lens",
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine this is faster and keeps timings stable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one intra-op thread (tests/conftest.py): faster on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
