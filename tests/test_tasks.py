@@ -596,11 +596,13 @@ def test_vision_pretraining_lowers_contrastive_loss() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["number-contact", "sva"])
 def test_default_models_reach_high_accuracy(name: str) -> None:
-    """Demo scale: a model trained on the mixed sets solves all three test sets."""
+    """Demo scale, the demo's design: a model trained on the compound set solves it and both
+    of its partitions (the data the masks are scored on)."""
     task = make_task(name)
-    model = build_task_model(task, arm="scratch", train_on=("a", "b", "compound"))
-    for key in PART_KEYS:
-        assert task_accuracy(model, task.part(key)) >= 0.9, key
+    model = build_task_model(task, arm="scratch", train_on=("compound",))
+    assert task_accuracy(model, task.part("compound")) >= 0.9
+    for key in ("a", "b"):
+        assert task_accuracy(model, task.partition(key)) >= 0.9, key
 
 
 # --------------------------------------------------------------------------- import hygiene
