@@ -7,6 +7,7 @@ version, mask config, site names, model fingerprint). Nothing is ever unpickled.
 from __future__ import annotations
 
 import copy
+import glob
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,23 +15,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from sc_interp import _hooks, _safetensors
+from sc_interp import _hooks, _safetensors, _validate
 from sc_interp._freezing import original_requires_grad
+from sc_interp._safetensors import meta_field, site_names, version
+from sc_interp.adapters import find_sites, resolve
 from sc_interp.adapters import hf as _hf
-from sc_interp.adapters import resolve
 from sc_interp.errors import ConfigError, MaskFileError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
 from sc_interp.sites import model_fingerprint
+from sc_interp.subnetwork import Subnetwork, file_config
 
 FORMAT = "sc-interp.masks/1"
 log = logging.getLogger(__name__)
-
-
-def version() -> str:
-    """The sc-interp version (``sc_interp.__version__``, also the distribution's metadata)."""
-    import sc_interp  # not at module level: sc_interp/__init__.py imports this module
-
-    return sc_interp.__version__
 
 
 def write_safetensors(
@@ -51,6 +47,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
 
 def save_masks(masks: MaskSet, path: str | Path) -> Path:
     """Save a MaskSet's logits and config as safetensors (see :meth:`MaskSet.save`)."""
+    path = _validate.writable_file("path", path)
     meta = {
         "format": FORMAT,
         "version": version(),
@@ -69,24 +66,24 @@ def check_mask_file(
     """Validate a mask file against ``root``; return its MaskConfig."""
     if meta.get("format") != FORMAT:
         raise MaskFileError(f"{path} is not an sc-interp mask file (format {meta.get('format')!r})")
+    recorded = meta_field(meta, "fingerprint", str, path)
     expected = model_fingerprint(root)
-    if meta.get("fingerprint") != expected:
+    if recorded != expected:
         raise MaskFileError(
-            f"{path} was made for another model (fingerprint {meta.get('fingerprint')} != "
+            f"{path} was made for another model (fingerprint {recorded} != "
             f"{expected}: parameter names or shapes differ)"
         )
-    try:
-        config = MaskConfig(**meta["config"])
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise MaskFileError(f"{path}: bad mask config in metadata ({exc})") from None
-    missing = [s for s in meta.get("sites", []) if s not in tensors]
-    if missing:
-        raise MaskFileError(f"{path}: metadata names sites with no tensor: {missing}")
+    config = file_config(meta, path)
+    site_names(meta, tensors, path)
     return config
 
 
 def load_masks(model: object, path: str | Path) -> MaskSet:
     """Attach the masks saved at ``path`` to ``model`` (which must match the fingerprint).
+
+    Raises:
+        MaskFileError: the file is missing, not a safetensors file, not sc-interp's, made
+            for another model, or its metadata is malformed.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 4))
@@ -96,20 +93,27 @@ def load_masks(model: object, path: str | Path) -> MaskSet:
         ...     _ = m.save(f)
         >>> load_masks(net, f).detach()
     """
-    path = Path(path)
-    tensors, meta = read_safetensors(path)
+    path = _validate.path("path", path, error=MaskFileError)
     root = resolve(model)
+    tensors, meta = read_safetensors(path)
     config = check_mask_file(tensors, meta, path, root)
-    config = MaskConfig(**{**config.to_dict(), "targets": list(meta["sites"])})
+    names = site_names(meta, tensors, path)
+    sites = {s.name: s for s in find_sites(root, config.unit)}
+    missing = [n for n in names if n not in sites]
+    if missing:
+        raise MaskFileError(f"{path}: sites {missing[:5]} do not exist in this model")
+    for name in names:
+        if tuple(tensors[name].shape) != tuple(sites[name].shape):
+            raise MaskFileError(
+                f"{path}: site {name!r} has shape {tuple(tensors[name].shape)}, the model "
+                f"needs {tuple(sites[name].shape)}"
+            )
+    # saved names are matched exactly, never re-read as glob patterns
+    config = MaskConfig(**{**config.to_dict(), "targets": [glob.escape(n) for n in names]})
     masks = attach_masks(root, config)
     try:
-        for name, param in masks.logits.items():
-            if tuple(tensors[name].shape) != tuple(param.shape):
-                raise MaskFileError(
-                    f"{path}: site {name!r} has shape {tuple(tensors[name].shape)}, the model "
-                    f"needs {tuple(param.shape)}"
-                )
-            with torch.no_grad():
+        with torch.no_grad():
+            for name, param in masks.logits.items():
                 param.copy_(tensors[name])
     except BaseException:
         masks.detach()
@@ -117,7 +121,7 @@ def load_masks(model: object, path: str | Path) -> MaskSet:
     return masks
 
 
-def bake(model: object, masks: MaskSet) -> nn.Module:
+def bake(model: object, masks: MaskSet | Subnetwork | dict[str, torch.Tensor]) -> nn.Module:
     """A copy of ``model`` with the hard mask's complement zeroed and no hooks.
 
     Weight masks are multiplied into the weights; neuron/head masks zero the weights
@@ -138,8 +142,25 @@ def bake(model: object, masks: MaskSet) -> nn.Module:
         True
     """
     root = resolve(model)
+    if isinstance(masks, dict):
+        masks = Subnetwork.from_masks(root, masks)
+    if isinstance(masks, Subnetwork):
+        with masks.attach(root) as attached:
+            return bake(root, attached)
+    if not isinstance(masks, MaskSet):
+        raise ConfigError(
+            f"bake takes a MaskSet attached to the model, a Subnetwork or a {{site: bool mask}} "
+            f"dict, got {type(masks).__name__}"
+        )
     if masks.model is not root or not masks.attached:
         raise ConfigError("bake needs a MaskSet that is attached to this model")
+    replaced = [n for n, s in masks.sites.items() if s.kind != "param" and n in masks._replacements]
+    if replaced:
+        raise ConfigError(
+            f"sites {replaced[:3]} replace removed units with other activations (mean/resample "
+            "ablation); a copy of the weights can only zero them. Bake the plain masks, or run "
+            "the model inside ablate(...)/isolate(...)"
+        )
     was_training = masks.training
     masks.eval()
     try:

@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
 from sc_interp.adapters import resolve
 from sc_interp.adapters.nnsight import is_nnsight
+from sc_interp.errors import DataError, ScInterpError
+
+T = TypeVar("T")
+# exceptions from these packages (and Python's own) raised while running the user's model
+# or callables mean the inputs do not fit; anything else is the user's own and passes unchanged
+_LIBRARIES = ("builtins", "torch", "transformer_lens", "nnsight", "transformers", "numpy",
+              "einops", "jaxtyping", "safetensors", "typeguard", "beartype")  # fmt: skip
+
+
+def is_users_own(exc: BaseException) -> bool:
+    """Whether ``exc`` is of a class the user defined (it then escapes unchanged)."""
+    module = type(exc).__module__ or ""
+    return not any(module == lib or module.startswith(lib + ".") for lib in _LIBRARIES)
+
+
+def guarded(what: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, with library errors turned into :class:`DataError` naming ``what``.
+
+    The user's own exception classes, ScInterpErrors and KeyboardInterrupt pass unchanged.
+
+    Example:
+        >>> guarded("the readout", lambda x: x[5], [1, 2])
+        Traceback (most recent call last):
+        ...
+        sc_interp.errors.DataError: the readout failed: IndexError: list index out of range
+    """
+    try:
+        return fn(*args)
+    except ScInterpError:
+        raise
+    except Exception as exc:
+        if is_users_own(exc):
+            raise
+        raise DataError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def model_device(model: object) -> torch.device:
@@ -18,7 +53,17 @@ def model_device(model: object) -> torch.device:
 
 
 def forward(model: object, x: Any) -> Any:
-    """``model(x)`` with ``x`` moved to the model's device; nnsight models run in a trace."""
+    """``model(x)`` with ``x`` moved to the model's device; nnsight models run in a trace.
+
+    Raises:
+        DataError: the model could not run on ``x`` (wrong shape, dtype, token ids out of
+            range...); the message shows the input's shape.
+    """
+    shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+    return guarded(f"running the model on inputs of shape {shape}", _forward, model, x)
+
+
+def _forward(model: object, x: Any) -> Any:
     if isinstance(x, torch.Tensor):
         x = x.to(model_device(model))
     if not is_nnsight(model):

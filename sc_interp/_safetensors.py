@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from sc_interp.errors import MaskFileError
+from sc_interp.errors import ConfigError, MaskFileError
 
 METADATA_KEY = "__metadata__"
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
@@ -114,8 +114,14 @@ def write(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str
     if METADATA_KEY in tensors:
         raise MaskFileError(f"a site may not be named {METADATA_KEY!r} (safetensors reserves it)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    try:
+        meta = {k: json.dumps(v) for k, v in metadata.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot store the metadata as JSON ({exc})") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder for {path}: {exc}") from None
     # write beside the target and rename, so a failure never leaves a half-written file
     # where the user's previous one was
     tmp = path.with_name(f".{path.name}.tmp")
@@ -124,6 +130,8 @@ def write(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str
         data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         save_file(data, str(tmp), meta or None)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise MaskFileError(f"cannot write {path}: {exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -150,6 +158,37 @@ def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise MaskFileError(f"{path} is not a valid safetensors file: {exc}") from None
     try:
         meta = {k: json.loads(v) for k, v in raw_meta.items()}
-    except json.JSONDecodeError as exc:
-        raise MaskFileError(f"{path}: metadata is not sc-interp's ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise MaskFileError(f"{path}: metadata is not sc-interp's ({type(exc).__name__})") from None
     return tensors, meta
+
+
+def version() -> str:
+    """The sc-interp version (``sc_interp.__version__``, also the distribution's metadata)."""
+    import sc_interp  # not at module level: sc_interp/__init__.py imports this module
+
+    return sc_interp.__version__
+
+
+def meta_field(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    """``meta[key]`` if present and of ``kind``; else a MaskFileError naming the field."""
+    if key not in meta:
+        raise MaskFileError(f"{path}: the metadata has no {key!r} field; not an sc-interp file?")
+    value = meta[key]
+    if not isinstance(value, kind):
+        raise MaskFileError(
+            f"{path}: metadata field {key!r} is a {type(value).__name__}, expected "
+            f"{kind.__name__ if isinstance(kind, type) else ' or '.join(k.__name__ for k in kind)}"
+        )
+    return value
+
+
+def site_names(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> list[str]:
+    """The metadata's site list: strings, each with a tensor in the file."""
+    sites = meta_field(meta, "sites", list, path)
+    if not sites or not all(isinstance(x, str) for x in sites):
+        raise MaskFileError(f"{path}: metadata 'sites' must be a non-empty list of site names")
+    missing = [x for x in sites if x not in tensors]
+    if missing:
+        raise MaskFileError(f"{path}: metadata names sites with no tensor: {missing[:5]}")
+    return sites

@@ -28,14 +28,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sc_interp import _hooks
+from sc_interp import _hooks, _validate
 from sc_interp._run import forward
+from sc_interp._state import preserved
 from sc_interp.adapters import find_sites, resolve
 from sc_interp.data import Subtask
-from sc_interp.errors import AttachError, ConfigError, TargetError
+from sc_interp.errors import AttachError, ConfigError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
 from sc_interp.reinit import reinitialize
-from sc_interp.sites import Site, check_shapes
+from sc_interp.sites import Site
 from sc_interp.subnetwork import Subnetwork
 
 METHODS = ("zero", "random", "mean", "resample")
@@ -94,9 +95,20 @@ def isolate(
 def _masked(
     model: object, sub: SubnetworkLike, method: str, data: Any, seed: int, keep_subnetwork: bool
 ) -> Iterator[MaskSet]:
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(f"unknown ablation method {method!r}; allowed: {', '.join(METHODS)}")
+    seed = _validate.integer("seed", seed, minimum=0, maximum=2**63 - 1)
     root = resolve(model)
+    with preserved(root, train_flags=False):
+        with _applied(model, root, sub, method, data, seed, keep_subnetwork) as masks:
+            yield masks
+
+
+@contextlib.contextmanager
+def _applied(
+    model: object, root: nn.Module, sub: SubnetworkLike, method: str, data: Any, seed: int,
+    keep_subnetwork: bool,
+) -> Iterator[MaskSet]:  # fmt: skip
     hard, unit = _as_masks(root, sub)
     if unit not in _UNITS_OF[method]:
         allowed = [m for m in METHODS if unit in _UNITS_OF[m]]
@@ -147,22 +159,9 @@ def _as_masks(root: nn.Module, sub: SubnetworkLike) -> tuple[dict[str, Tensor], 
                 "load it onto this model"
             )
         return sub.hard(), sub.config.unit
-    if isinstance(sub, dict) and sub:
-        bad = [k for k, v in sub.items() if not (isinstance(v, Tensor) and v.dtype == torch.bool)]
-        if bad:
-            raise ConfigError(
-                f"mask dicts hold boolean masks (True = kept); {bad[:3]} are not bool tensors. "
-                "Turn logits into masks with `logits > 0`, or wrap them in a Subnetwork"
-            )
-        for unit in ("weight", "neuron", "head"):
-            sites = {s.name: s for s in find_sites(root, unit)}
-            if set(sub) <= set(sites):
-                check_shapes(sub, sites)
-                return dict(sub), unit
-        raise TargetError(
-            f"mask keys {sorted(sub)[:5]} are not sites of one unit kind of this model; "
-            "see sc.list_sites(model, unit)"
-        )
+    if isinstance(sub, dict):
+        made = Subnetwork.from_masks(root, sub)
+        return made.masks, made.config.unit
     raise ConfigError(
         f"expected a Subnetwork, MaskSet or non-empty {{site: bool mask}} dict, got {type(sub).__name__}"
     )

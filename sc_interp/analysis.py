@@ -11,6 +11,7 @@ randomly initialised copy of the architecture (``random_init``, drawn by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from sc_interp import _validate
 from sc_interp._optional import require
 from sc_interp._run import forward
-from sc_interp.ablate import ablate, isolate
+from sc_interp._state import preserved
+from sc_interp.ablate import METHODS, ablate, isolate
 from sc_interp.adapters import resolve
 from sc_interp.data import Subtask
 from sc_interp.errors import ConfigError
@@ -30,7 +33,7 @@ from sc_interp.masks import MaskConfig
 from sc_interp.reinit import reinitialize
 from sc_interp.report import CompositionalityReport
 from sc_interp.subnetwork import Subnetwork
-from sc_interp.train import TrainConfig, train_masks
+from sc_interp.train import TrainConfig, finite_logits, train_masks
 
 log = logging.getLogger(__name__)
 CONTROLS = ("random_init", "random_subnetwork")
@@ -47,16 +50,12 @@ def correctness(model: object, task: Subtask) -> np.ndarray:
     :meth:`Subtask.example_scores`).
     """
     root = resolve(model)
-    flags = {m: m.training for m in root.modules()}
-    root.eval()
-    try:
+    with preserved(root):
+        root.eval()
         out = []
         for x, y in task.batches("test"):
-            logits = task.logits(forward(model, x))
+            logits = finite_logits(task, forward(model, x), "test")
             out.append(task.example_scores(logits, y).cpu().numpy())
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
     return np.concatenate(out).astype(float)
 
 
@@ -189,24 +188,43 @@ def test_compositionality(
         ConfigError: unknown control, equal subtask names, fewer than 10 random subnetworks,
             no model or no seed, a margin outside (0, 1).
     """
+    if isinstance(controls, str) or not isinstance(controls, list | tuple):
+        raise ConfigError(
+            f"controls={controls!r}: must be a list or tuple of control names, "
+            f"any of {list(CONTROLS)} (e.g. controls=('random_init',))"
+        )
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ConfigError(f"unknown control(s) {unknown}; allowed: {list(CONTROLS)}")
+    for name, task in (("a", a), ("b", b)):
+        _validate.instance(name, task, Subtask, "a Subtask")
     if a.name == b.name:
         raise ConfigError(f"the two subtasks need different names, both are {a.name!r}")
+    n_random = _validate.integer("n_random", n_random, minimum=0, maximum=10_000)
     if "random_subnetwork" in controls and n_random < MIN_RANDOM:
         raise ConfigError(
             f"n_random={n_random}: the random-subnetwork control needs at least {MIN_RANDOM} "
             "random subnetworks per learned mask (its 95th percentile is the bar to beat)"
         )
-    if not 0 < margin < 1:
-        raise ConfigError(f"margin must lie in (0, 1), got {margin}")
+    margin = _validate.number("margin", margin, above=0, below=1)
+    n_boot = _validate.integer("n_boot", n_boot, minimum=10, maximum=1_000_000)
+    seed = _validate.integer("seed", seed, minimum=0, maximum=2**31 - 1)
+    _validate.choice("method", method, METHODS)
+    progress = _validate.boolean("progress", progress)
     model_list = list(models) if isinstance(models, list | tuple) else [models]
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if isinstance(seeds, int | np.integer) and not isinstance(seeds, bool):
+        seed_list = list(range(_validate.integer("seeds", seeds, minimum=1, maximum=1000)))
+    elif isinstance(seeds, list | tuple):
+        seed_list = [_validate.integer("seeds[i]", s, minimum=0, maximum=2**63 - 1) for s in seeds]
+    else:
+        raise ConfigError(f"seeds={seeds!r}: give a number of mask seeds or a list of seeds")
     if not model_list or not seed_list:
         raise ConfigError("need at least one model and one seed")
-    mask = mask or MaskConfig(unit="neuron")
-    train = train or TrainConfig(progress=False)
+    roots = [resolve(m) for m in model_list]
+    mask = MaskConfig(unit="neuron") if mask is None else mask
+    _validate.instance("mask", mask, MaskConfig, "a MaskConfig or None")
+    train = TrainConfig(progress=False) if train is None else train
+    _validate.instance("train", train, TrainConfig, "a TrainConfig or None")
     require("pandas", "test_compositionality (the report's tables)")  # fail before training
     out = _Collected()
     arm_names = ["trained"] + (["random_init"] if "random_init" in controls else [])
@@ -216,24 +234,31 @@ def test_compositionality(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(model_list) * len(arm_names), desc="compositionality", unit="model")
-    for i, model in enumerate(model_list):
-        arms: list[tuple[str, object]] = [("trained", model)]
-        if "random_init" in controls:
-            if random_init is None:
-                clone, record = reinitialize(resolve(model), seed + i)
-                init_notes.append(record.describe())
-            else:
-                clone = random_init(resolve(model), seed + i)
-                init_notes.append("user-supplied random_init")
-            arms.append(("random_init", clone))
-        for kind, m in arms:
-            if bar is not None:
-                bar.set_postfix(model=i, arm=kind)
-            _analyse(m, kind, i, (a, b), mask, train, seed_list, controls, n_random, method, out)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+    try:
+        with contextlib.ExitStack() as stack:
+            for root in roots:
+                stack.enter_context(preserved(root))
+            for i, model in enumerate(model_list):
+                arms: list[tuple[str, object]] = [("trained", model)]
+                if "random_init" in controls:
+                    if random_init is None:
+                        clone, record = reinitialize(roots[i], seed + i)
+                        init_notes.append(record.describe())
+                    else:
+                        clone = random_init(roots[i], seed + i)
+                        init_notes.append("user-supplied random_init")
+                    arms.append(("random_init", clone))
+                for kind, m in arms:
+                    if bar is not None:
+                        bar.set_postfix(model=i, arm=kind)
+                    _analyse(
+                        m, kind, i, (a, b), mask, train, seed_list, controls, n_random, method, out
+                    )
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     return CompositionalityReport.build(
         out.rows, out.subs, out.examples, out.random, margin=margin, n_boot=n_boot, seed=seed,
         init_method="; ".join(dict.fromkeys(init_notes)) or None,

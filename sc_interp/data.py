@@ -18,6 +18,8 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from sc_interp import _validate
+from sc_interp._run import guarded
 from sc_interp.errors import ConfigError, DataError
 
 Batch = tuple[Tensor, Tensor]
@@ -89,10 +91,12 @@ class Subtask:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if not isinstance(self.chance, int | float) or not 0 < self.chance < 1:
-            raise DataError(f"chance must be in (0, 1), got {self.chance!r}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name={self.name!r}: a subtask needs a non-empty name (str)")
+        self.chance = _validate.number("chance", self.chance, above=0, below=1, error=DataError)
+        self.batch_size = _validate.integer("batch_size", self.batch_size, minimum=1)
+        for fn in ("readout", "loss", "metric"):
+            _validate.optional_callable(fn, getattr(self, fn))
         for split in ("train", "test"):
             _check(getattr(self, split), f"{self.name}.{split}")
 
@@ -108,15 +112,22 @@ class Subtask:
             raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
         data = getattr(self, split)
         yielded = False
-        for x, y in _iterate(data, self.batch_size, shuffle, generator):
+        batches = _iterate(data, self.batch_size, shuffle, generator)
+        what = f"subtask {self.name!r}: reading the {split} data"
+        while True:
+            batch: Batch | None = guarded(what, _next_or_none, batches)
+            if batch is None:
+                break
             yielded = True
-            yield x, y
+            yield batch
         if not yielded:
             raise DataError(f"subtask {self.name!r}: the {split} data yielded no batch")
 
     def logits(self, output: Any) -> Tensor:
         """Apply the readout."""
-        return (self.readout or default_readout)(output)
+        return guarded(
+            f"subtask {self.name!r}: the readout", self.readout or default_readout, output
+        )
 
     def compute_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Apply the loss, checking labels against the number of classes."""
@@ -124,7 +135,7 @@ class Subtask:
         if self.loss is None:
             check_labels(labels, logits.shape[-1], self.name)
             return F.cross_entropy(logits.float(), labels)
-        return self.loss(logits, labels)
+        return guarded(f"subtask {self.name!r}: the loss", self.loss, logits, labels)
 
     def compute_metric(self, logits: Tensor, labels: Tensor) -> float:
         """Apply the metric (default accuracy); a per-example metric is averaged."""
@@ -132,7 +143,7 @@ class Subtask:
         if self.metric is None:
             check_labels(labels, logits.shape[-1], self.name)
             return accuracy(logits, labels)
-        value = self.metric(logits, labels)
+        value = guarded(f"subtask {self.name!r}: the metric", self.metric, logits, labels)
         return float(value.float().mean()) if isinstance(value, Tensor) else float(value)
 
     def example_scores(
@@ -147,7 +158,7 @@ class Subtask:
         if self.metric is None:
             check_labels(labels, logits.shape[-1], self.name)
             return (logits.argmax(-1) == labels).float()
-        value = self.metric(logits, labels)
+        value = guarded(f"subtask {self.name!r}: the metric", self.metric, logits, labels)
         if not isinstance(value, Tensor) or value.shape != labels.shape:
             raise ConfigError(
                 f"subtask {self.name!r}: the analysis needs a score per example, but its metric "
@@ -185,6 +196,13 @@ def _check(data: Any, where: str) -> None:
             raise DataError(f"{where}: labels must be 1-D [batch], got shape {tuple(y.shape)}")
         if y.dtype.is_floating_point:
             raise DataError(f"{where}: labels must be integer class ids, got {y.dtype}")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            bad = (
+                int((~torch.isfinite(x)).flatten(1).any(1).sum())
+                if x.ndim > 1
+                else int((~torch.isfinite(x)).sum())
+            )
+            raise DataError(f"{where}: {bad} of {len(x)} inputs contain NaN or infinite values")
         return
     if isinstance(data, Dataset) and hasattr(data, "__len__") and len(data) == 0:  # type: ignore[arg-type]
         raise DataError(f"{where}: the data is empty")
@@ -225,3 +243,7 @@ def n_examples(task: Subtask, split: str) -> int:
 def floor_at_chance(value: float, chance: float) -> float:
     """``max(value, chance)``: accuracies below chance carry no information (the paper's rule)."""
     return value if math.isnan(value) else max(value, chance)
+
+
+def _next_or_none(batches: Iterator[Batch]) -> Batch | None:
+    return next(batches, None)

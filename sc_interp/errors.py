@@ -29,7 +29,7 @@ class AttachError(ScInterpError, RuntimeError):
 
 
 class MaskFileError(ScInterpError, ValueError):
-    """A mask file is malformed, unsafe (pickle), or made for another model."""
+    """A mask file is malformed, unsafe (pickle), made for another model, or cannot be written."""
 
 
 class DataError(ScInterpError, ValueError):

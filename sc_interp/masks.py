@@ -9,7 +9,6 @@ takes all of it off again and leaves the model bit-identical to before.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +17,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sc_interp import _hooks
+from sc_interp import _hooks, _validate
 from sc_interp._freezing import freeze, release
+from sc_interp._state import preserved
 from sc_interp.adapters import find_sites, resolve
 from sc_interp.errors import AttachError, ConfigError
 from sc_interp.relax import RELAXATIONS, Relaxation, get_relaxation, hard_mask
 from sc_interp.sites import Site, check_unit, expand_to_activation, select_sites
 
 Replacement = Callable[[Tensor], Tensor]
+MAX_INIT = 100.0
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,22 @@ class MaskConfig:
 
     def __post_init__(self) -> None:
         check_unit(self.unit)
-        if self.relaxation not in RELAXATIONS:
-            raise ConfigError(
-                f"unknown relaxation {self.relaxation!r}; allowed: {', '.join(sorted(RELAXATIONS))}"
-            )
-        if not isinstance(self.init, int | float) or not math.isfinite(self.init):
-            raise ConfigError(f"init must be a finite number, got {self.init!r}")
+        _validate.choice("relaxation", self.relaxation, sorted(RELAXATIONS))
+        # logits are float32 and beta reaches a few hundred: larger starts only saturate
+        init = _validate.number("init", self.init, minimum=-MAX_INIT, maximum=MAX_INIT)
+        object.__setattr__(self, "init", init)
         if self.targets is not None:
-            targets = [self.targets] if isinstance(self.targets, str) else list(self.targets)
-            if not targets or not all(isinstance(t, str) and t for t in targets):
+            targets = self.targets
+            if isinstance(targets, str):
+                targets = [targets]
+            if (
+                not isinstance(targets, list | tuple)
+                or not targets
+                or not all(isinstance(t, str) and t for t in targets)
+            ):
                 raise ConfigError(
-                    f"targets must be None or a non-empty list of glob patterns, got {self.targets!r}"
+                    f"targets={self.targets!r}: must be None (every site) or a non-empty list "
+                    "of glob patterns over site names (see sc.list_sites)"
                 )
             object.__setattr__(self, "targets", tuple(targets))
 
@@ -418,13 +424,15 @@ def attach_masks(
         raise AttachError(
             f"site(s) {taken} already carry sc-interp masks; detach the other MaskSet first"
         )
+    seed = _validate.integer("seed", seed, minimum=0, maximum=2**63 - 1)
     masks = MaskSet(root, sites, config, seed=seed)
-    freeze(root)
-    masks._attached = True
-    try:
-        for site in sites:
-            masks._handles.append(_hooks.install(root, site, masks))
-    except BaseException:
-        masks.detach()
-        raise
+    with preserved(root, train_flags=False):
+        masks._attached = True
+        try:
+            freeze(root)
+            for site in sites:
+                masks._handles.append(_hooks.install(root, site, masks))
+        except BaseException:
+            masks.detach()
+            raise
     return masks

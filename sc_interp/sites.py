@@ -158,7 +158,7 @@ class Site:
 
 def check_unit(unit: str) -> None:
     """Raise :class:`ConfigError` unless ``unit`` is ``weight``, ``neuron``, ``head`` or ``edge``."""
-    if unit not in UNITS:
+    if not isinstance(unit, str) or unit not in UNITS:
         raise ConfigError(f"unknown unit {unit!r}; allowed units: {', '.join(UNITS)}")
 
 

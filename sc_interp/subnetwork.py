@@ -13,10 +13,12 @@ from typing import Any
 
 import torch
 
+from sc_interp import _validate
+from sc_interp._safetensors import meta_field, read, site_names, version, write
 from sc_interp.adapters import find_sites, resolve
-from sc_interp.errors import AttachError, ConfigError, MaskFileError
+from sc_interp.errors import AttachError, ConfigError, MaskFileError, TargetError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
-from sc_interp.sites import UnitMap, check_shapes, model_fingerprint
+from sc_interp.sites import UNITS, UnitMap, check_shapes, model_fingerprint
 
 FORMAT = "sc-interp.subnetwork/1"
 
@@ -50,6 +52,18 @@ class Subnetwork:
     fingerprint: str = ""
     units: dict[str, UnitMap] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, MaskConfig):
+            raise ConfigError(f"config must be a MaskConfig, got {type(self.config).__name__}")
+        if not isinstance(self.logits, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) and v.is_floating_point()
+            for k, v in self.logits.items()
+        ):
+            raise ConfigError(
+                "logits must be a dict {site name: float tensor of mask logits}; for boolean "
+                "masks use Subnetwork.from_masks(model, masks)"
+            )
+
     @property
     def masks(self) -> dict[str, torch.Tensor]:
         """Hard masks (``logits > 0``) keyed by site name, as bool tensors."""
@@ -74,6 +88,47 @@ class Subnetwork:
         """Fraction of units removed (``1 - density``)."""
         return 1.0 - self.density()
 
+    @classmethod
+    def from_masks(
+        cls, model: object, masks: dict[str, torch.Tensor], task: str = ""
+    ) -> Subnetwork:
+        """A Subnetwork from boolean masks (True = kept) keyed by ``model``'s site names.
+
+        The unit is the one whose sites hold every key; shapes must match the sites.
+
+        Example:
+            >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3))
+            >>> Subnetwork.from_masks(net, {"0": torch.tensor([True, False, True])}).config.unit
+            'neuron'
+        """
+        if not isinstance(masks, dict) or not masks:
+            raise ConfigError(
+                f"expected a non-empty {{site: bool mask}} dict, got {type(masks).__name__}"
+            )
+        bad = [
+            k
+            for k, v in masks.items()
+            if not (isinstance(v, torch.Tensor) and v.dtype == torch.bool)
+        ]
+        if bad:
+            raise ConfigError(
+                f"mask dicts hold boolean masks (True = kept); {bad[:3]} are not bool tensors. "
+                "Turn logits into masks with `logits > 0`, or wrap logits in a Subnetwork"
+            )
+        root = resolve(model)
+        for unit in UNITS:
+            sites = {s.name: s for s in find_sites(root, unit)}
+            if sites and set(masks) <= set(sites):
+                check_shapes(masks, sites)
+                logits = {k: torch.where(v.cpu(), 1.0, -1.0) for k, v in masks.items()}
+                return cls(
+                    logits, MaskConfig(unit=unit), task=task, fingerprint=model_fingerprint(root)
+                )
+        raise TargetError(
+            f"mask keys {sorted(masks)[:5]} are not sites of one unit kind of this model; "
+            "see sc.list_sites(model, unit)"
+        )
+
     def check(self, model: object) -> None:
         """Raise unless ``model`` is the model these masks were learned on (or one like it).
 
@@ -93,6 +148,22 @@ class Subnetwork:
         sites = {s.name: s for s in find_sites(root, self.config.unit)}
         check_shapes(self.logits, sites)
 
+    def to_maskset(self, model: object) -> MaskSet:
+        """A detached MaskSet holding these masks (hard, eval mode) for ``model``'s sites.
+
+        Nothing is attached: this is what :func:`sc_interp.apply_in_trace` applies as
+        nnsight interventions (the remote path).
+        """
+        self.check(model)
+        root = resolve(model)
+        sites = [s for s in find_sites(root, self.config.unit) if s.name in self.logits]
+        masks = MaskSet(root, sites, self.config)
+        with torch.no_grad():
+            for name, param in masks.logits.items():
+                param.copy_(self.logits[name])
+        masks.eval()
+        return masks
+
     def attach(self, model: object) -> MaskSet:
         """Attach these masks (hard, eval mode) to ``model``; detach the result when done.
 
@@ -105,16 +176,23 @@ class Subnetwork:
             **{**self.config.to_dict(), "targets": [glob.escape(n) for n in self.logits]}
         )
         masks = attach_masks(model, config)
-        with torch.no_grad():
-            for name, param in masks.logits.items():
-                param.copy_(self.logits[name])
-        masks.eval()
+        try:
+            with torch.no_grad():
+                for name, param in masks.logits.items():
+                    param.copy_(self.logits[name])
+            masks.eval()
+        except BaseException:
+            masks.detach()
+            raise
         return masks
 
     def save(self, path: str | Path) -> Path:
-        """Save as safetensors (logits) with JSON metadata; never pickled."""
-        from sc_interp._persist import version, write_safetensors
+        """Save as safetensors (logits) with JSON metadata; never pickled.
 
+        Raises:
+            ConfigError: ``path`` is not a file path, is a directory, or cannot be written.
+        """
+        path = _validate.writable_file("path", path)
         meta = {
             "format": FORMAT,
             "version": version(),
@@ -126,33 +204,45 @@ class Subnetwork:
             "sites": list(self.logits),
             "units": {name: unit_map.to_dict() for name, unit_map in self.units.items()},
         }
-        return write_safetensors(path, self.logits, meta)
+        return write(path, self.logits, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> Subnetwork:
-        """Load a Subnetwork written by :meth:`save`."""
-        from sc_interp._persist import read_safetensors
+        """Load a Subnetwork written by :meth:`save`.
 
-        tensors, meta = read_safetensors(path)
+        Raises:
+            MaskFileError: the file is missing, not a safetensors file, not a Subnetwork
+                file, or its metadata is malformed.
+        """
+        path = _validate.path("path", path, error=MaskFileError)
+        tensors, meta = read(path)
         if meta.get("format") != FORMAT:
             raise MaskFileError(
                 f"{path} is not an sc-interp Subnetwork file (format {meta.get('format')!r})"
             )
+        config = file_config(meta, path)
+        logits = {name: tensors[name] for name in site_names(meta, tensors, path)}
+        optional = {
+            "train_config": dict,
+            "task": str,
+            "records": list,
+            "fingerprint": str,
+            "units": dict,
+        }
+        fields = {
+            k: meta_field(meta, k, kind, path) if k in meta else kind()
+            for k, kind in optional.items()
+        }
         try:
-            config = MaskConfig(**meta["config"])
-            logits = {name: tensors[name] for name in meta["sites"]}
-            units = {name: UnitMap(**spec) for name, spec in meta.get("units", {}).items()}
-        except (KeyError, TypeError, AttributeError, ConfigError) as exc:
-            raise MaskFileError(f"{path}: incomplete Subnetwork metadata ({exc})") from None
+            units = {name: UnitMap(**spec) for name, spec in fields["units"].items()}
+        except (TypeError, ValueError, ConfigError) as exc:
+            raise MaskFileError(f"{path}: malformed 'units' in the metadata ({exc})") from None
+        if not all(isinstance(r, dict) for r in fields["records"]):
+            raise MaskFileError(f"{path}: metadata 'records' must be a list of dicts")
         return cls(
-            logits,
-            config,
-            meta.get("train_config", {}),
-            meta.get("task", ""),
-            meta.get("records", []),
-            meta.get("fingerprint", ""),
-            units,
-        )
+            logits, config, fields["train_config"], fields["task"], fields["records"],
+            fields["fingerprint"], units,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         lines = [
@@ -170,3 +260,12 @@ class Subnetwork:
                 + (f", test accuracy {acc:.3f}" if acc is not None else "")
             )
         return "\n".join(lines)
+
+
+def file_config(meta: dict[str, Any], path: Path) -> MaskConfig:
+    """The MaskConfig recorded in a mask file's metadata."""
+    raw = meta_field(meta, "config", dict, path)
+    try:
+        return MaskConfig(**raw)
+    except (TypeError, ConfigError) as exc:
+        raise MaskFileError(f"{path}: bad mask config in metadata ({exc})") from None

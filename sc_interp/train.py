@@ -15,15 +15,19 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from sc_interp import _validate
 from sc_interp._run import forward
+from sc_interp._state import preserved
 from sc_interp.adapters import resolve
 from sc_interp.data import Subtask, floor_at_chance
-from sc_interp.errors import ConfigError, TrainingError
+from sc_interp.errors import DataError, TrainingError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
 from sc_interp.sites import model_fingerprint
 from sc_interp.subnetwork import Subnetwork
 
 log = logging.getLogger(__name__)
+# an upper bound so that a typo (epochs=1e9 as an int) fails at once instead of running forever
+MAX_EPOCHS = 100_000
 
 
 @dataclass(frozen=True)
@@ -67,14 +71,20 @@ class TrainConfig:
     eval_every: int = 1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if self.l0 < 0:
-            raise ConfigError(f"l0 must be >= 0, got {self.l0}")
-        if self.beta_max < 1:
-            raise ConfigError(f"beta_max must be >= 1, got {self.beta_max}")
+        checked = {
+            "epochs": _validate.integer("epochs", self.epochs, minimum=1, maximum=MAX_EPOCHS),
+            "lr": _validate.number("lr", self.lr, above=0, maximum=1e3),
+            "l0": _validate.number("l0", self.l0, minimum=0, maximum=1e6),
+            "l0_mean": _validate.boolean("l0_mean", self.l0_mean),
+            "beta_max": _validate.number("beta_max", self.beta_max, minimum=1, maximum=1e4),
+            "batch_size": None if self.batch_size is None else _validate.integer(
+                "batch_size", self.batch_size, minimum=1),
+            "seed": _validate.integer("seed", self.seed, minimum=0, maximum=2**63 - 1),
+            "progress": _validate.boolean("progress", self.progress),
+            "eval_every": _validate.integer("eval_every", self.eval_every, minimum=0),
+        }  # fmt: skip
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -109,19 +119,18 @@ def evaluate(model: object, task: Subtask, split: str = "test") -> Evaluation:
         True
     """
     root = resolve(model)
-    flags = {m: m.training for m in root.modules()}
-    root.eval()
-    try:
+    _validate.instance(
+        "task", task, Subtask, "a Subtask (sc.Subtask(name, train=(x, y), test=(x, y)))"
+    )
+    with preserved(root):
+        root.eval()
         total_metric = total_loss = 0.0
         n = 0
         for x, y in task.batches(split):
-            logits = task.logits(forward(model, x))
+            logits = finite_logits(task, forward(model, x), split)
             total_loss += float(task.compute_loss(logits, y)) * len(y)
             total_metric += task.compute_metric(logits, y) * len(y)
             n += len(y)
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
     acc = total_metric / n
     return Evaluation(task.name, split, acc, total_loss / n, floor_at_chance(acc, task.chance), n)
 
@@ -148,62 +157,90 @@ def train_masks(
     Raises:
         TrainingError: the loss became NaN or infinite.
     """
-    train = train or TrainConfig()
     root = resolve(model)
+    _validate.instance("mask", mask, MaskConfig, "a MaskConfig")
+    _validate.instance("task", task, Subtask, "a Subtask")
+    train = TrainConfig() if train is None else train
+    _validate.instance("train", train, TrainConfig, "a TrainConfig or None")
     if train.batch_size is not None:
         from dataclasses import replace
 
         task = replace(task, batch_size=train.batch_size)
-    flags = {m: m.training for m in root.modules()}
     generator = torch.Generator().manual_seed(train.seed)
     history: list[dict[str, float]] = []
-    root.eval()  # frozen base: BatchNorm statistics and dropout off
-    masks = attach_masks(root, mask, seed=train.seed)
-    try:
-        optimizer = torch.optim.Adam(masks.parameters(), lr=train.lr)
-        growth = train.beta_max ** (1.0 / train.epochs)
-        bar = _progress(train, task.name)
-        masks.eval()  # epoch 0: the starting point (every unit kept when init > 0)
-        history.append(
-            {"epoch": 0.0, "loss": math.nan, "task_loss": math.nan, "train_accuracy": math.nan,
-             "density": masks.density(), "soft_density": float(masks.l0(normalize=True).detach()),
-             "beta": masks.beta, "test_accuracy": evaluate(model, task, "test").accuracy}
-        )  # fmt: skip
-        for epoch in range(train.epochs):
-            row = _epoch(masks, model, task, train, optimizer, generator, epoch)
-            masks.beta = min(masks.beta * growth, train.beta_max)
-            row["beta"] = masks.beta
-            if train.eval_every and (
-                (epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs
-            ):
-                masks.eval()
-                row["test_accuracy"] = evaluate(model, task, "test").accuracy
-            history.append(row)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{row['loss']:.3f}",
-                    acc=f"{row.get('test_accuracy', float('nan')):.2f}",
-                    density=f"{row['density']:.3f}",
-                )
-        if bar is not None:
-            bar.close()
-        masks.eval()
-        result = Subnetwork(
-            logits={k: v.detach().cpu().clone() for k, v in masks.logits.items()},
-            config=mask,
-            train_config=asdict(train),
-            task=task.name,
-            records=history,
-            fingerprint=model_fingerprint(root),
-            units={k: s.units for k, s in masks.sites.items() if s.units is not None},
-        )
-    finally:
-        masks.detach()
-        for m, flag in flags.items():
-            m.training = flag
+    with preserved(root):
+        root.eval()  # frozen base: BatchNorm statistics and dropout off
+        masks = attach_masks(root, mask, seed=train.seed)
+        try:
+            result = _train(masks, model, root, mask, task, train, generator, history)
+        finally:
+            masks.detach()
     log.info("trained %s mask for %r: density %.3f", mask.unit, task.name, result.density())
     return result
+
+
+def _train(
+    masks: MaskSet, model: object, root: torch.nn.Module, mask: MaskConfig, task: Subtask,
+    train: TrainConfig, generator: torch.Generator, history: list[dict[str, float]],
+) -> Subnetwork:  # fmt: skip
+    optimizer = torch.optim.Adam(masks.parameters(), lr=train.lr)
+    bar = _progress(train, task.name)
+    try:
+        return _epochs(masks, model, root, mask, task, train, generator, history, optimizer, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _epochs(
+    masks: MaskSet, model: object, root: torch.nn.Module, mask: MaskConfig, task: Subtask,
+    train: TrainConfig, generator: torch.Generator, history: list[dict[str, float]],
+    optimizer: torch.optim.Optimizer, bar: object,
+) -> Subnetwork:  # fmt: skip
+    growth = train.beta_max ** (1.0 / train.epochs)
+    masks.eval()  # epoch 0: the starting point (every unit kept when init > 0)
+    history.append(
+        {"epoch": 0.0, "loss": math.nan, "task_loss": math.nan, "train_accuracy": math.nan,
+         "density": masks.density(), "soft_density": float(masks.l0(normalize=True).detach()),
+         "beta": masks.beta, "test_accuracy": evaluate(model, task, "test").accuracy}
+    )  # fmt: skip
+    for epoch in range(train.epochs):
+        row = _epoch(masks, model, task, train, optimizer, generator, epoch)
+        masks.beta = min(masks.beta * growth, train.beta_max)
+        row["beta"] = masks.beta
+        if train.eval_every and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs):
+            masks.eval()
+            row["test_accuracy"] = evaluate(model, task, "test").accuracy
+        history.append(row)
+        if bar is not None:
+            bar.update(1)  # type: ignore[attr-defined]
+            bar.set_postfix(  # type: ignore[attr-defined]
+                loss=f"{row['loss']:.3f}",
+                acc=f"{row.get('test_accuracy', float('nan')):.2f}",
+                density=f"{row['density']:.3f}",
+            )
+    masks.eval()
+    result = Subnetwork(
+        logits={k: v.detach().cpu().clone() for k, v in masks.logits.items()},
+        config=mask,
+        train_config=asdict(train),
+        task=task.name,
+        records=history,
+        fingerprint=model_fingerprint(root),
+        units={k: s.units for k, s in masks.sites.items() if s.units is not None},
+    )
+    return result
+
+
+def finite_logits(task: Subtask, output: object, split: str) -> torch.Tensor:
+    """The readout's logits, or a DataError if they hold NaN or infinite values."""
+    logits = task.logits(output)
+    if logits.is_floating_point() and not bool(torch.isfinite(logits).all()):
+        raise DataError(
+            f"subtask {task.name!r}: the model's logits on the {split} data contain NaN or "
+            "infinite values (check the inputs and the model's weights)"
+        )
+    return logits
 
 
 def _epoch(

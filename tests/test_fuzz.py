@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import HAS_NNSIGHT, TL_MAJOR
 from fuzz_harness import cases, make_model, run_case
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 LONG = os.environ.get("SC_FUZZ") == "long"
@@ -33,6 +33,9 @@ def _model(kind: str) -> object:
     max_examples=120 if LONG else 12,
     deadline=None,
     derandomize=not LONG,
+    # no shrinking: each example runs a model, and a failing entry point could shrink for many
+    # minutes; the failure message already names the case
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())

@@ -381,7 +381,7 @@ def test_failed_save_leaves_the_previous_file(tmp_path, monkeypatch) -> None:
             raise OSError("disk full")
 
         monkeypatch.setattr("safetensors.torch.save_file", boom)
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(sc.MaskFileError, match="disk full"):
             masks.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]

@@ -130,16 +130,30 @@ def test_batchnorm_statistics_stay_frozen() -> None:
     assert net.training and net[1].training  # flags restored
 
 
-def test_nan_loss_is_a_clear_error_and_model_restored() -> None:
-    net = planted_mlp()
+def test_nan_inputs_are_refused_when_the_subtask_is_made() -> None:
     x, y = torch.randn(16, 8), torch.randint(0, 2, (16,))
     x[3, 0] = float("nan")
-    task = sc.Subtask("nan", (x, y), (x, y), chance=0.5, readout=lambda o: o[:, :2])
+    with pytest.raises(sc.DataError, match="1 of 16 inputs contain NaN"):
+        sc.Subtask("nan", (x, y), (x, y), chance=0.5)
+
+
+def test_nan_loss_is_a_clear_error_and_model_restored() -> None:
+    net = planted_mlp()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    grads = [p.requires_grad for p in net.parameters()]
+    x, y = torch.randn(16, 8), torch.randint(0, 2, (16,))
+
+    def nan_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return logits.sum() * float("nan")
+
+    task = sc.Subtask("nan", (x, y), (x, y), chance=0.5, readout=lambda o: o[:, :2], loss=nan_loss)
     with pytest.raises(sc.TrainingError, match="lower lr"):
         sc.train_masks(
             net, sc.MaskConfig(unit="neuron"), task, sc.TrainConfig(epochs=1, progress=False)
         )
     assert not any(m._forward_hooks for m in net.modules())
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert [p.requires_grad for p in net.parameters()] == grads and net.training
 
 
 def test_subnetwork_save_load(tmp_path, neuron_sub) -> None:
@@ -159,7 +173,7 @@ def test_subnetwork_save_load(tmp_path, neuron_sub) -> None:
         ({"train": (torch.zeros(0, 8), torch.zeros(0, dtype=torch.long))}, "empty"),
         ({"train": (torch.zeros(4, 8), torch.zeros(3, dtype=torch.long))}, "4 inputs but 3 labels"),
         ({"train": (torch.zeros(4, 8), torch.zeros(4))}, "integer"),
-        ({"chance": 1.5}, r"chance must be in \(0, 1\)"),
+        ({"chance": 1.5}, r"chance=1.5: must be a finite number > 0 and < 1"),
         ({"train": "data.csv"}, "unsupported data"),
     ],
 )

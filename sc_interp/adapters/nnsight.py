@@ -51,7 +51,7 @@ def envoy_at(model: Any, path: str) -> Any:
 
 
 def apply_in_trace(model: Any, masks: Any) -> None:
-    """Apply a MaskSet's neuron/head masks as nnsight interventions in an open trace.
+    """Apply a MaskSet's (or Subnetwork's) neuron/head masks as nnsight interventions.
 
     Call inside ``with model.trace(...):`` before reading outputs. The MaskSet should be
     detached (it was learned locally and saved, then loaded for the remote model), since
@@ -62,8 +62,21 @@ def apply_in_trace(model: Any, masks: Any) -> None:
         ...     apply_in_trace(nn_model, masks)
         ...     out = nn_model.output.save()
     """
-    from sc_interp.errors import ConfigError
+    from sc_interp.errors import AttachError, ConfigError, UnsupportedModelError
 
+    if not is_nnsight(model):
+        raise UnsupportedModelError(
+            f"apply_in_trace takes an nnsight model (NNsight, LanguageModel) inside "
+            f"'with model.trace(...)', got {type(model).__name__}; for other models attach "
+            "the masks (sc.attach_masks or Subnetwork.attach)"
+        )
+    to_maskset = getattr(masks, "to_maskset", None)  # a Subnetwork: a detached MaskSet of it
+    if callable(to_maskset):
+        masks = to_maskset(model)
+    if not (hasattr(masks, "sites") and hasattr(masks, "_masked_activation")):
+        raise ConfigError(
+            f"apply_in_trace takes a MaskSet or a Subnetwork, got {type(masks).__name__}"
+        )
     weight_sites = [s.name for s in masks.sites.values() if s.kind != "activation"]
     if weight_sites:
         raise ConfigError(
@@ -77,7 +90,15 @@ def apply_in_trace(model: Any, masks: Any) -> None:
         )
     for name, site in masks.sites.items():
         envoy = envoy_at(model, site.module)
-        if site.io == "input":  # e.g. a Hugging Face head: the output projection's input
-            envoy.input = masks._masked_activation(name, envoy.input)
-        else:
-            envoy.output = masks._masked_activation(name, envoy.output)
+        try:
+            if site.io == "input":  # e.g. a Hugging Face head: the output projection's input
+                envoy.input = masks._masked_activation(name, envoy.input)
+            else:
+                envoy.output = masks._masked_activation(name, envoy.output)
+        except ValueError as exc:
+            if "interleaving" not in str(exc):
+                raise
+            raise AttachError(
+                "apply_in_trace must be called inside 'with model.trace(...):' (it writes "
+                "interventions into the open trace)"
+            ) from None

@@ -188,5 +188,11 @@ def write_eap(data: dict, path: str | os.PathLike) -> Path:
         if math.isnan(info["score"]):
             info["score"] = 0.0
     out = Path(path)
-    out.write_text(json.dumps(data))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data))
+    except OSError as exc:
+        from sc_interp.errors import CircuitError
+
+        raise CircuitError(f"cannot write {out}: {exc}") from None
     return out

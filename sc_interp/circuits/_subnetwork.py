@@ -52,6 +52,11 @@ class ModelDims(NamedTuple):
     d_model: int | None = None
 
 
+# no real model has more layers, heads or hidden units per layer than this; a larger number
+# is a typo that would otherwise allocate unit sets until memory runs out
+MAX_DIM = 1_000_000
+
+
 def model_dims(model: object) -> ModelDims:
     """Read ``n_layers``, ``n_heads``, ``d_mlp``, ``d_model`` from a model or config.
 
@@ -74,6 +79,10 @@ def model_dims(model: object) -> ModelDims:
         value = cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise CircuitError(f"model config {key}={value!r} is not an integer")
+        if value is not None and not 0 < value <= MAX_DIM:
+            raise CircuitError(
+                f"model config {key}={value!r}: must be an integer in [1, {MAX_DIM}]"
+            )
         values.append(value)
     return ModelDims(*values)
 

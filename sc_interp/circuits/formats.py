@@ -24,6 +24,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
+from sc_interp import _validate
 from sc_interp.circuits import _acdc, _eap
 from sc_interp.circuits._circuit import Circuit
 from sc_interp.circuits.naming import (
@@ -203,6 +204,9 @@ def load(
     return circuit.validate(n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp)
 
 
+MAX_EDGES = 50_000_000
+
+
 def to_eap_json(
     subnetwork_or_circuit: object,
     path: str | os.PathLike,
@@ -241,13 +245,28 @@ def to_eap_json(
     """
     from sc_interp.circuits._subnetwork import model_dims, to_circuit
 
+    path = _validate.writable_file("path", path, error=CircuitError)
     dims = model_dims(model)
+    for name, given, known in (("n_layers", n_layers, dims.n_layers), ("n_heads", n_heads, dims.n_heads),
+                               ("d_model", d_model, dims.d_model)):  # fmt: skip
+        if given is None:
+            continue
+        _validate.integer(name, given, minimum=1 if name != "d_model" else 0, error=CircuitError)
+        if known is not None and given != known:
+            raise CircuitError(f"{name}={given} but the model has {name}={known}")
     circuit = to_circuit(subnetwork_or_circuit, model=model, n_heads=n_heads or dims.n_heads)
     n_layers = n_layers or dims.n_layers or circuit.n_layers
     n_heads = n_heads or dims.n_heads or circuit.n_heads
     if n_layers is None or n_heads is None:
         raise CircuitError(
             "to_eap_json needs the model's size: pass n_layers= and n_heads= (or model=)"
+        )
+    # EAP-IG's graph has every edge between its nodes: bound it before building it
+    n_edges = (n_layers * (n_heads + 1) + 1) * (n_layers * (3 * n_heads + 1) + 1)
+    if n_edges > MAX_EDGES:
+        raise CircuitError(
+            f"an EAP-IG graph for n_layers={n_layers}, n_heads={n_heads} would have about "
+            f"{n_edges:.1e} edges (at most {MAX_EDGES:.0e}); check the sizes"
         )
     circuit.validate(n_layers=n_layers, n_heads=n_heads, d_mlp=dims.d_mlp)
     data = _eap.eap_dict(
