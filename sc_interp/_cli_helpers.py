@@ -1,4 +1,4 @@
-"""Helpers behind the CLI commands (loading user task files, summary tables)."""
+"""Helpers behind the CLI commands (loading user task and study files, summary tables)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,30 @@ def load_task_file(path: str) -> tuple[Any, Subtask]:
             f"found model={type(model).__name__}, task={type(task).__name__}"
         )
     return model, task
+
+
+STUDY_OPTIONS = ("mask", "train", "seeds", "controls", "method", "n_random", "margin", "n_boot")
+"""Optional variables of a study file, passed on to test_compositionality."""
+
+
+def load_study_file(path: str) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Run a study file and take ``models``, ``a``, ``b`` and the optional settings.
+
+    ``a`` and ``b`` are Subtasks or TaskData; ``models`` one model or a list. Optional:
+    ``mask``, ``train``, ``seeds``, ``controls``, ``method``, ``n_random``, ``margin``,
+    ``n_boot``.
+    """
+    if not Path(path).is_file():
+        raise ConfigError(f"no such study file: {path}")
+    namespace = runpy.run_path(path)
+    missing = [k for k in ("models", "a", "b") if namespace.get(k) is None]
+    if missing:
+        raise ConfigError(
+            f"{path} must define `models` (a model or a list of models), `a` and `b` (Subtasks "
+            f"or TaskData); missing: {', '.join(missing)}. Optional: {', '.join(STUDY_OPTIONS)}"
+        )
+    options = {k: namespace[k] for k in STUDY_OPTIONS if namespace.get(k) is not None}
+    return namespace["models"], namespace["a"], namespace["b"], options
 
 
 def summary(model: Any, sub: Subnetwork, task: Subtask) -> str:

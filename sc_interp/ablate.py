@@ -12,7 +12,7 @@ method         replacement                                          units
 ``random``     a fresh draw of the architecture's own               weight
                initialisation (see :mod:`sc_interp.reinit`)
 ``mean``       the unit's mean activation over ``data`` (mean over  neuron, head
-               batch and positions)
+               batch and positions; prompts: real tokens only)
 ``resample``   the unit's activation on another input from          neuron, head
                ``data``: donors drawn afresh for every batch
                (seeded), never the example itself
@@ -29,10 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from sc_interp import _hooks, _validate
+from sc_interp._prompt_batch import PromptBatch
 from sc_interp._run import forward
 from sc_interp._state import preserved
 from sc_interp.adapters import find_sites, resolve
-from sc_interp.data import Subtask
+from sc_interp.data import Subtask, cat_inputs
 from sc_interp.errors import AttachError, ConfigError
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
 from sc_interp.reinit import reinitialize
@@ -61,7 +62,9 @@ def ablate(
         model: the model the subnetwork was learned on.
         sub: a :class:`Subnetwork`, a :class:`MaskSet` or ``{site: bool mask}``.
         method: ``zero``, ``random``, ``mean`` or ``resample`` (see module docs).
-        data: inputs for ``mean``/``resample`` (a Subtask's train inputs, or a tensor).
+        data: inputs for ``mean``/``resample`` (a Subtask's train inputs, a tensor, or
+            prompts as a PromptBatch). Resampling prompts needs ``data`` padded to the
+            same length as the inputs run (a prompt Subtask pads all its splits alike).
         seed: seeds ``random`` and ``resample``.
 
     Example:
@@ -183,13 +186,18 @@ def _set_activation_replacements(
     model: object, masks: MaskSet, method: str, data: Any, seed: int
 ) -> list[Any]:
     # a Subtask contributes its training inputs, whatever form its data takes
-    inputs = torch.cat([x for x, _ in data.batches("train")]) if isinstance(data, Subtask) else data
-    if not isinstance(inputs, Tensor) or len(inputs) == 0:
-        raise ConfigError("mean/resample need data as a non-empty input tensor or a Subtask")
+    inputs = (
+        cat_inputs([x for x, _ in data.batches("train")]) if isinstance(data, Subtask) else data
+    )
+    if not isinstance(inputs, Tensor | PromptBatch) or len(inputs) == 0:
+        raise ConfigError(
+            "mean/resample need data as a non-empty input tensor, a PromptBatch or a Subtask"
+        )
     recorded = record_activations(model, masks, inputs)
     if method == "mean":
+        real = inputs.attention_mask if isinstance(inputs, PromptBatch) else None
         for name, site in masks.sites.items():
-            masks.set_replacement(name, unit_mean(recorded[name], site))
+            masks.set_replacement(name, unit_mean(recorded[name], site, real))
         return []
     donors = Donors(inputs, torch.Generator().manual_seed(seed))
     for name in masks.sites:
@@ -197,7 +205,9 @@ def _set_activation_replacements(
     return [_hooks.add_input_hook(masks.model, donors.draw)]
 
 
-def record_activations(model: object, masks: MaskSet, inputs: Tensor) -> dict[str, Tensor]:
+def record_activations(
+    model: object, masks: MaskSet, inputs: Tensor | PromptBatch
+) -> dict[str, Tensor]:
     """Unmasked activations at every site of ``masks`` for ``inputs`` (batched run)."""
     store: dict[str, list[Tensor]] = {name: [] for name in masks.sites}
     handles = []
@@ -216,13 +226,22 @@ def record_activations(model: object, masks: MaskSet, inputs: Tensor) -> dict[st
     return {name: torch.cat(chunks) for name, chunks in store.items()}
 
 
-def unit_mean(acts: Tensor, site: Site) -> Tensor:
-    """Mean activation per feature over every axis left of the unit axis (batch, positions)."""
+def unit_mean(acts: Tensor, site: Site, real: Tensor | None = None) -> Tensor:
+    """Mean activation per feature over every axis left of the unit axis (batch, positions).
+
+    With ``real`` (a ``[batch, pos]`` attention mask of padded prompts), padded positions
+    are left out of the mean.
+    """
     axis = site.axis % acts.ndim
+    if real is not None and axis == 2 and acts.shape[:2] == real.shape:
+        weight = real.to(acts.device, acts.dtype).reshape(*real.shape, *[1] * (acts.ndim - 2))
+        return (acts * weight).sum(dim=(0, 1)) / weight.sum().clamp(min=1.0)
     return acts.mean(dim=tuple(range(axis)))
 
 
-def _row_keys(x: Tensor) -> list[int]:
+def _row_keys(x: Tensor | PromptBatch) -> list[int]:
+    if isinstance(x, PromptBatch):
+        x = x.tokens
     return [hash(row.tobytes()) for row in x.detach().cpu().reshape(len(x), -1).numpy()]
 
 
@@ -234,7 +253,7 @@ class Donors:
     inputs by content.
     """
 
-    def __init__(self, inputs: Tensor, generator: torch.Generator):
+    def __init__(self, inputs: Tensor | PromptBatch, generator: torch.Generator):
         self.n = len(inputs)
         self.keys = torch.tensor(_row_keys(inputs), dtype=torch.int64)
         if len(set(self.keys.tolist())) < 2:

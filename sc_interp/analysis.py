@@ -27,9 +27,10 @@ from sc_interp._run import forward
 from sc_interp._state import preserved
 from sc_interp.ablate import METHODS, ablate, isolate
 from sc_interp.adapters import resolve
-from sc_interp.data import Subtask
+from sc_interp.data import Subtask, as_subtask, cat_inputs
 from sc_interp.errors import ConfigError
 from sc_interp.masks import MaskConfig
+from sc_interp.prompts import pad_alike
 from sc_interp.reinit import reinitialize
 from sc_interp.report import CompositionalityReport
 from sc_interp.subnetwork import Subnetwork
@@ -43,8 +44,8 @@ MIN_RANDOM = 10
 
 
 @torch.no_grad()
-def correctness(model: object, task: Subtask) -> np.ndarray:
-    """Per-example scores of ``model`` on ``task``'s test split (0/1 correctness by default).
+def correctness(model: object, task: Subtask, split: str = "test") -> np.ndarray:
+    """Per-example scores of ``model`` on ``task``'s ``split`` (0/1 correctness by default).
 
     A Subtask with a custom ``metric`` must return one score per example (see
     :meth:`Subtask.example_scores`).
@@ -53,10 +54,15 @@ def correctness(model: object, task: Subtask) -> np.ndarray:
     with preserved(root):
         root.eval()
         out = []
-        for x, y in task.batches("test"):
-            logits = finite_logits(task, forward(model, x), "test")
+        for x, y in task.batches(split):
+            logits = finite_logits(task, forward(model, x), split, x)
             out.append(task.example_scores(logits, y).cpu().numpy())
     return np.concatenate(out).astype(float)
+
+
+def _solves(sub: float, full: float, chance: float) -> bool:
+    """The subnetwork keeps SOLVES of the full model's accuracy above chance (both floored)."""
+    return max(sub, chance) - chance >= SOLVES * (max(full, chance) - chance)
 
 
 def _random_masks(sub: Subnetwork, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -85,10 +91,13 @@ def _analyse(
     method: str, out: _Collected,
 ) -> None:  # fmt: skip
     full = {t.name: correctness(model, t) for t in tasks}
+    # solves_target is judged on the val split when a subtask has one, else on test
+    judge = {t.name: "val" if t.has_split("val") else "test" for t in tasks}
+    full_judge = {t.name: correctness(model, t, judge[t.name]).mean() for t in tasks}
     # mean/resample ablations draw on the training inputs of both subtasks alike
     data = None
     if method in ("mean", "resample"):
-        data = torch.cat([x for t in tasks for x, _ in t.batches("train")])
+        data = cat_inputs([x for t in tasks for x, _ in t.batches("train")])
     for target, other in (tasks, tasks[::-1]):
         ch_t, ch_o = target.chance, other.chance
         for seed in seeds:
@@ -97,6 +106,11 @@ def _analyse(
             out.subs[key] = sub
             with isolate(model, sub, method, data=data, seed=seed):
                 sub_t, sub_o = correctness(model, target), correctness(model, other)
+                sub_judge = (
+                    sub_t.mean()
+                    if judge[target.name] == "test"
+                    else correctness(model, target, "val").mean()
+                )
             with ablate(model, sub, method, data=data, seed=seed):
                 abl_t, abl_o = correctness(model, target), correctness(model, other)
             acc = {"full_target": full[target.name].mean(), "full_other": full[other.name].mean(),
@@ -113,13 +127,15 @@ def _analyse(
                 "abl_delta": fl["abl_target"] - fl["abl_other"], "density": sub.density(),
                 "selective_effect": effect,
                 # a subnetwork that cannot do its own subtask says nothing about modularity
-                "solves_target": fl["sub_target"] - ch_t >= SOLVES * (fl["full_target"] - ch_t),
+                "solves_target": _solves(float(sub_judge), float(full_judge[target.name]), ch_t),
+                "solves_on": judge[target.name],
+                "full_judged": float(full_judge[target.name]), "sub_judged": float(sub_judge),
             }  # fmt: skip
             if kind == "trained" and not row["solves_target"]:
                 log.warning(
-                    "the %s mask (seed %d) keeps %.2f accuracy on its own subtask (full model %.2f, "
-                    "chance %.2f): mask training failed; try a lower l0 or a higher lr",
-                    target.name, seed, acc["sub_target"], acc["full_target"], ch_t,
+                    "the %s mask (seed %d) keeps %.2f accuracy on its own subtask's %s split (full "
+                    "model %.2f, chance %.2f): mask training failed; try a lower l0 or a higher lr",
+                    target.name, seed, sub_judge, judge[target.name], full_judge[target.name], ch_t,
                 )  # fmt: skip
             if "random_subnetwork" in controls:
                 gen = torch.Generator().manual_seed(10_000 + seed)
@@ -139,8 +155,8 @@ def _analyse(
 
 def test_compositionality(
     models: object | Sequence[object],
-    a: Subtask,
-    b: Subtask,
+    a: Subtask | Any,
+    b: Subtask | Any,
     mask: MaskConfig | None = None,
     train: TrainConfig | None = None,
     seeds: int | Sequence[int] = 3,
@@ -162,7 +178,11 @@ def test_compositionality(
     Args:
         models: one trained model, or several independently trained ones (the units of the
             statistics: with several, intervals are ``t`` intervals over per-model means).
-        a, b: the two subtasks ("+A/-B" and "-A/+B" data sets).
+        a, b: the two subtasks (:class:`Subtask`, or :class:`~sc_interp.tasks.TaskData`
+            used for train, test and, if present, val). As in the paper, a subtask may train
+            its mask on its "+A/-B" set and be scored (``test``) on the compound task's
+            partition where only A decides; ``solves_target`` is judged on ``val`` when
+            present (else ``test``). The report names each number's data (``report.data``).
         mask: what to mask (default: neuron masks on every neuron site).
         train: mask training hyper-parameters.
         seeds: number of mask seeds (or the seeds themselves).
@@ -193,6 +213,9 @@ def test_compositionality(
             f"controls={controls!r}: must be a list or tuple of control names, "
             f"any of {list(CONTROLS)} (e.g. controls=('random_init',))"
         )
+    a, b = as_subtask(a), as_subtask(b)
+    if method == "resample":  # donors and recipients must be padded alike
+        a, b = pad_alike(a, b)
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ConfigError(f"unknown control(s) {unknown}; allowed: {list(CONTROLS)}")
@@ -261,8 +284,22 @@ def test_compositionality(
             bar.close()
     return CompositionalityReport.build(
         out.rows, out.subs, out.examples, out.random, margin=margin, n_boot=n_boot, seed=seed,
-        init_method="; ".join(dict.fromkeys(init_notes)) or None,
+        init_method="; ".join(dict.fromkeys(init_notes)) or None, data=_data_sources(a, b),
     )  # fmt: skip
+
+
+def _data_sources(a: Subtask, b: Subtask) -> list[dict[str, Any]]:
+    """Which data each number of the report comes from, per subtask and split."""
+    rows = []
+    uses = {"train": "mask training", "val": "solves_target", "test": "accuracies, deltas"}
+    for task in (a, b):
+        for split in ("train", "val", "test"):
+            if task.has_split(split):
+                used = uses[split] if split != "test" or task.has_split("val") else (
+                    "accuracies, deltas, solves_target")  # fmt: skip
+                rows.append({"subtask": task.name, "split": split, "used for": used,
+                             "source": task.describe(split)})  # fmt: skip
+    return rows
 
 
 test_compositionality.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -1,4 +1,4 @@
-"""The ``sc-interp`` command line: ``demo``, ``train``, ``compare``, ``bench``.
+"""The ``sc-interp`` command line: ``demo``, ``train``, ``test``, ``compare``, ``bench``.
 
 Only this module prints; the library returns values and logs.
 """
@@ -74,6 +74,31 @@ def train(
     path = sub.save(out)
     typer.echo(summary(model, sub, task))
     typer.echo(f"wrote {path}")
+
+
+@app.command("test")
+def test_study(
+    study_file: str = typer.Argument(
+        ...,
+        help="Python file defining `models`, `a` and `b` (optionally `mask`, `train`, `seeds`, "
+        "`controls`, `method`, `n_random`, `margin`, `n_boot`).",
+    ),
+    out: str = typer.Option("sc_interp_report", "--out", help="Directory for the report."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap and the random-init copies."),
+) -> None:
+    """Test structural compositionality of the study's subtasks a and b; write the report."""
+    import sc_interp as sc
+    from sc_interp._cli_helpers import load_study_file
+
+    models, a, b, options = load_study_file(study_file)
+    report = sc.test_compositionality(models, a, b, seed=seed, progress=True, **options)
+    typer.echo(repr(report))
+    for name, verdict in report.verdict.items():
+        typer.echo(f"verdict for {name!r}: {verdict}")
+    typer.echo(f"report written to {report.save(out)}")
+
+
+test_study.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 @app.command()

@@ -1,9 +1,12 @@
 """The ``sc-interp demo``: the paper's experiment end to end on a tiny model, on CPU.
 
-1. generate a synthetic compound task (odd-one-out among 4; "+A/-B" and "-A/+B" sets),
-2. train a tiny model on it from scratch,
-3. learn a mask per subroutine (several seeds) and test structural compositionality with
-   the random-init and random-subnetwork controls,
+1. generate a synthetic compound task (odd-one-out among 4; "+A/-B" and "-A/+B" sets and
+   the compound set's partitions),
+2. train a tiny model on the compound task from scratch (or pretrained first),
+3. as in the paper, learn a mask per subroutine on its "+A/-B" set (several seeds), judge
+   whether it solves that set on its val split, and score the subnetwork alone and
+   ablated on the compound partitions where only A, or only B, decides the odd one; test
+   structural compositionality with the random-init and random-subnetwork controls,
 4. print the table and the verdicts, and write the report (markdown, PNG, CSV).
 """
 
@@ -30,14 +33,15 @@ class DemoSettings:
 
     n_train: int
     n_test: int
+    n_val: int
     seeds: int
     mask_epochs: int
     n_random: int
     n_boot: int
 
 
-FULL = DemoSettings(n_train=1000, n_test=400, seeds=3, mask_epochs=10, n_random=10, n_boot=1000)
-QUICK = DemoSettings(n_train=200, n_test=60, seeds=1, mask_epochs=2, n_random=10, n_boot=200)
+FULL = DemoSettings(1000, 400, n_val=100, seeds=3, mask_epochs=10, n_random=10, n_boot=1000)
+QUICK = DemoSettings(200, 60, n_val=20, seeds=1, mask_epochs=2, n_random=10, n_boot=200)
 # L0 weight on the raw sum of weight-mask entries, per task family (picked on held-out
 # subtask accuracy and density of the trained model, never on the compositionality outcome)
 L0 = {"language": 1e-4, "vision": 1e-5}
@@ -58,23 +62,31 @@ def run_demo(
         require(module, "the demo's report")
     settings = QUICK if quick else FULL
     start = time.perf_counter()
-    task = make_task(task_name, n_train=settings.n_train, n_test=settings.n_test, seed=seed)
+    task = make_task(
+        task_name, n_train=settings.n_train, n_test=settings.n_test, n_val=settings.n_val,
+        seed=seed,
+    )  # fmt: skip
     yield (
-        f"task {task.name!r} ({task.kind}): odd-one-out among 4; subroutines "
-        f"A={task.a.name!r}, B={task.b.name!r}; {settings.n_train} train / {settings.n_test} test each"
+        f"task {task.name!r} ({task.kind}): odd-one-out among 4; {task.compound.source}; "
+        f"subroutine sets {task.a.source!r}, {task.b.source!r}; {settings.n_train} train / "
+        f"{settings.n_val} val / {settings.n_test} test each"
     )
     model = build_task_model(task, arm=arm, seed=seed, quick=quick, progress=True)  # type: ignore[arg-type]
-    accs = {p: task_accuracy(model, task.part(p)) for p in ("a", "b", "compound")}
+    parts = {"compound": task.compound, **{f"partition {p}": task.partition(p) for p in "ab"}}
+    parts.update({f"{task.a.name} set": task.a, f"{task.b.name} set": task.b})
+    accs = ", ".join(f"{k} {task_accuracy(model, d):.2f}" for k, d in parts.items())
     yield (
-        f"trained a tiny {task.kind} model ({arm}) ({time.perf_counter() - start:.0f} s): "
-        f"test accuracy {task.a.name} {accs['a']:.2f}, {task.b.name} {accs['b']:.2f}, "
-        f"compound {accs['compound']:.2f} (chance 0.25)"
+        f"trained a tiny {task.kind} model ({arm}) on the compound task "
+        f"({time.perf_counter() - start:.0f} s): test accuracy {accs} (chance 0.25)"
     )
-    a = Subtask(task.a.name, task.a.train, task.a.test, chance=0.25)
-    b = Subtask(task.b.name, task.b.train, task.b.test, chance=0.25)
+    a, b = (
+        Subtask(d.name, train=d, val=d, test=task.partition(k), chance=0.25)
+        for k, d in (("a", task.a), ("b", task.b))
+    )
     yield (
-        f"learning {unit} masks for each subroutine ({settings.seeds} seed(s)), on the trained "
-        "model and on a randomly initialised copy, with size-matched random subnetworks ..."
+        f"learning {unit} masks for each subroutine on its set ({settings.seeds} seed(s)), on "
+        "the trained model and on a randomly initialised copy, scored on the compound "
+        "partitions, with size-matched random subnetworks ..."
     )
     report = test_compositionality(
         model,

@@ -22,7 +22,9 @@ class CompositionalityReport:
     Attributes:
         table: one row per base model, arm (``trained``/``random_init``), subroutine and
             seed: accuracies (raw), floored ``sub_delta``/``abl_delta``, density,
-            ``solves_target`` and the random-subnetwork control.
+            ``solves_target`` with the split it was judged on (``solves_on``) and the full
+            model's and the subnetwork's accuracies there (``full_judged``, ``sub_judged``),
+            and the random-subnetwork control.
         summary: one row per arm and subroutine: means, 95% CIs, one-sided p-values, the
             pooled random-subnetwork comparison, the contrast with the untrained control,
             the interval method, the verdict and its reason.
@@ -34,6 +36,9 @@ class CompositionalityReport:
         controlled: whether the random-init control was run (else the verdict is
             uncontrolled).
         init_method: how the random-init copies were drawn.
+        data: which data each number comes from: one row per subtask and split (``train``:
+            mask training; ``val``: ``solves_target``; ``test``: the accuracies and deltas),
+            with the split's description (:meth:`sc_interp.Subtask.describe`).
     """
 
     table: Any
@@ -45,11 +50,13 @@ class CompositionalityReport:
     reasons: dict[str, str] = field(default_factory=dict)
     controlled: bool = False
     init_method: str | None = None
+    data: Any = None
 
     @classmethod
     def build(
         cls, rows: list[dict[str, Any]], subs: dict, examples: dict, random: dict,
         margin: float = 0.1, n_boot: int = 2000, seed: int = 0, init_method: str | None = None,
+        data: list[dict[str, Any]] | None = None,
     ) -> CompositionalityReport:  # fmt: skip
         """Compute intervals, verdicts and overlaps from the raw rows.
 
@@ -58,6 +65,7 @@ class CompositionalityReport:
             subs: the learned Subnetworks under the same keys.
             examples: per key, per-example scores ``{"sub_t", "sub_o", "abl_t", "abl_o"}``.
             random: per key, the random subnetworks' selective effects (if that control ran).
+            data: per subtask and split, what it is used for and where it comes from.
         """
         pd = require("pandas")
         table = pd.DataFrame(rows)
@@ -109,7 +117,7 @@ class CompositionalityReport:
         return cls(
             table, summary, {r["subroutine"]: r["verdict"] for r in trained}, _overlap(subs),
             subs, margin, {r["subroutine"]: r["reason"] for r in trained},
-            "random_init" in kinds, init_method,
+            "random_init" in kinds, init_method, pd.DataFrame(data) if data else None,
         )  # fmt: skip
 
     def warnings(self) -> list[str]:
@@ -123,6 +131,17 @@ class CompositionalityReport:
                     f"{total - solved} of {total} {row.subroutine} masks do not solve their own "
                     "subtask (mask training needs a lower l0 or a higher lr)"
                 )
+        trained = self.table[self.table["kind"] == "trained"]
+        if "full_judged" in trained:
+            for sub, rows in trained.groupby("subroutine", sort=False):
+                full, chance = rows["full_judged"].mean(), rows["chance_target"].mean()
+                if full < chance + 0.05:
+                    out.append(
+                        f"the full model is near chance ({full:.2f}) on the {sub} data that "
+                        f"solves_target is judged on ({rows['solves_on'].iloc[0]} split), so that "
+                        "check, relative to the full model, is easy to pass; the subnetworks "
+                        f"themselves score {rows['sub_judged'].mean():.2f} there"
+                    )
         for row in s[s["kind"] == "random_init"].itertuples():
             if row.verdict == "compositional":
                 out.append(
@@ -148,10 +167,28 @@ class CompositionalityReport:
         lines += [f"Intervals: {'; '.join(methods)}."]
         if self.init_method:
             lines += ["", f"Random-init control drawn by: {self.init_method}."]
+        lines += self._data_lines()
         shown = self.summary.drop(columns=["interval", "reason"])  # both stated above
         lines += ["", "## Summary", "", _markdown(shown), "", "## Runs", "",
                   _markdown(self.table), "", "## Mask overlap (IoU)", "", _markdown(self.overlap)]  # fmt: skip
         return "\n".join(lines) + "\n"
+
+    def _data_lines(self) -> list[str]:
+        """The "Data" section: what each mask was trained on and where it was scored."""
+        if self.data is None or not len(self.data):
+            return []
+        d = self.data
+        src = {(r.subtask, r.split): r.source for r in d.itertuples()}
+        names = list(dict.fromkeys(d["subtask"]))
+        lines = ["", "## Data", ""]
+        for name in names:
+            parts = [f"mask trained on: {src[(name, 'train')]}"]
+            if (name, "val") in src:
+                parts.append(f"solves_target judged on: {src[(name, 'val')]}")
+            scored = "; ".join(f"{n}: {src[(n, 'test')]}" for n in names if (n, "test") in src)
+            parts.append(f"scored on: {scored}")
+            lines.append(f"- **{name}**: " + "; ".join(parts))
+        return [*lines, "", _markdown(d)]
 
     def plot(self) -> Any:
         """Paper-style bars (subnetwork vs ablated, target vs other, chance line) and overlap."""
@@ -194,10 +231,12 @@ class CompositionalityReport:
         return fig
 
     def save(self, directory: str | Path) -> Path:
-        """Write report.md, table.csv, summary.csv, overlap.csv and report.png."""
+        """Write report.md, table.csv, summary.csv, overlap.csv, data.csv and report.png."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.table.to_csv(out / "table.csv", index=False)
+        if self.data is not None:
+            self.data.to_csv(out / "data.csv", index=False)
         self.summary.to_csv(out / "summary.csv", index=False)
         self.overlap.to_csv(out / "overlap.csv", index=False)
         fig = self.plot()

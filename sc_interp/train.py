@@ -52,8 +52,10 @@ class TrainConfig:
         batch_size: overrides the Subtask's batch size when set.
         seed: seeds shuffling and hard-concrete sampling; same seed, same masks on CPU.
         progress: show a tqdm progress bar.
-        eval_every: evaluate the hard mask on the test split every this many epochs
-            (0: never; history then has no test accuracy).
+        eval_every: evaluate the hard mask on the test split (and the val split, when the
+            Subtask has one) every this many epochs (0: never; history then has no test or
+            val accuracy). Choose hyper-parameters on ``val_accuracy`` and density, never on
+            test accuracies or on a compositionality verdict.
 
     Example:
         >>> TrainConfig(epochs=5, lr=0.05).beta_max
@@ -96,6 +98,9 @@ class Evaluation:
         loss: mean loss.
         floored: ``max(accuracy, chance)``, as the paper reports.
         n: number of examples.
+        logit_diff: mean logit of the correct class minus the best other class (for a
+            prompt subtask: the answer's logit minus the best wrong token's); ``None`` when
+            labels are not class ids (a custom loss).
     """
 
     task: str
@@ -104,6 +109,7 @@ class Evaluation:
     loss: float
     floored: float
     n: int
+    logit_diff: float | None = None
 
 
 @torch.no_grad()
@@ -125,14 +131,23 @@ def evaluate(model: object, task: Subtask, split: str = "test") -> Evaluation:
     with preserved(root):
         root.eval()
         total_metric = total_loss = 0.0
+        diffs: list[torch.Tensor] = []
+        applicable = True  # every batch has class-id labels
         n = 0
         for x, y in task.batches(split):
-            logits = finite_logits(task, forward(model, x), split)
+            logits = finite_logits(task, forward(model, x), split, x)
             total_loss += float(task.compute_loss(logits, y)) * len(y)
             total_metric += task.compute_metric(logits, y) * len(y)
             n += len(y)
+            diff = task.logit_diffs(logits, y)
+            applicable = applicable and diff is not None
+            if diff is not None:
+                diffs.append(diff.cpu())
     acc = total_metric / n
-    return Evaluation(task.name, split, acc, total_loss / n, floor_at_chance(acc, task.chance), n)
+    logit_diff = float(torch.cat(diffs).mean()) if applicable and diffs else None
+    return Evaluation(
+        task.name, split, acc, total_loss / n, floor_at_chance(acc, task.chance), n, logit_diff
+    )
 
 
 def train_masks(
@@ -202,7 +217,7 @@ def _epochs(
     history.append(
         {"epoch": 0.0, "loss": math.nan, "task_loss": math.nan, "train_accuracy": math.nan,
          "density": masks.density(), "soft_density": float(masks.l0(normalize=True).detach()),
-         "beta": masks.beta, "test_accuracy": evaluate(model, task, "test").accuracy}
+         "beta": masks.beta, **_held_out(model, task)}
     )  # fmt: skip
     for epoch in range(train.epochs):
         row = _epoch(masks, model, task, train, optimizer, generator, epoch)
@@ -210,7 +225,7 @@ def _epochs(
         row["beta"] = masks.beta
         if train.eval_every and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs):
             masks.eval()
-            row["test_accuracy"] = evaluate(model, task, "test").accuracy
+            row.update(_held_out(model, task))
         history.append(row)
         if bar is not None:
             bar.update(1)  # type: ignore[attr-defined]
@@ -232,15 +247,23 @@ def _epochs(
     return result
 
 
-def finite_logits(task: Subtask, output: object, split: str) -> torch.Tensor:
+def finite_logits(task: Subtask, output: object, split: str, inputs: object = None) -> torch.Tensor:
     """The readout's logits, or a DataError if they hold NaN or infinite values."""
-    logits = task.logits(output)
+    logits = task.logits(output, inputs)
     if logits.is_floating_point() and not bool(torch.isfinite(logits).all()):
         raise DataError(
             f"subtask {task.name!r}: the model's logits on the {split} data contain NaN or "
             "infinite values (check the inputs and the model's weights)"
         )
     return logits
+
+
+def _held_out(model: object, task: Subtask) -> dict[str, float]:
+    """Test accuracy, and val accuracy when the subtask has a val split."""
+    row = {"test_accuracy": evaluate(model, task, "test").accuracy}
+    if task.has_split("val"):
+        row["val_accuracy"] = evaluate(model, task, "val").accuracy
+    return row
 
 
 def _epoch(
@@ -257,7 +280,7 @@ def _epoch(
     n = 0
     for step, (x, y) in enumerate(task.batches("train", shuffle=True, generator=generator)):
         with masks.step() as step_masks:
-            logits = task.logits(forward(model, x))
+            logits = task.logits(forward(model, x), x)
             task_loss = task.compute_loss(logits, y)
             loss = task_loss + train.l0 * step_masks.l0(normalize=train.l0_mean)
         if not torch.isfinite(loss):

@@ -48,6 +48,34 @@ def test_train_bad_file(tmp_path) -> None:
     assert "must define `model`" in str(result.exception)
 
 
+def test_test_study_file_writes_report(tmp_path) -> None:
+    script = tmp_path / "study.py"
+    script.write_text(
+        textwrap.dedent("""
+        import sc_interp as sc
+        from sc_interp.toy import planted_mlp, planted_tasks
+        models = planted_mlp()
+        a, b = planted_tasks()
+        mask = sc.MaskConfig(unit="neuron", targets=["0"])
+        train = sc.TrainConfig(epochs=10, lr=0.05, l0=1e-2, progress=False)
+        seeds = 1
+        controls = ("random_subnetwork",)
+    """)
+    )
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["test", str(script), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "verdict for 'A'" in result.output and "verdict for 'B'" in result.output
+    text = (out / "report.md").read_text()
+    assert "## Data" in text and "mask trained on: A, train split" in text
+    assert (out / "data.csv").exists() and (out / "table.csv").exists()
+    assert "uncontrolled" in text  # the study left out the random-init control
+    bad = tmp_path / "bad.py"
+    bad.write_text("models = 1\n")
+    result = runner.invoke(app, ["test", str(bad)])
+    assert result.exit_code != 0 and "missing: a, b" in str(result.exception)
+
+
 def test_demo_quick_writes_report(tmp_path) -> None:
     result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
@@ -83,6 +111,12 @@ def test_full_demo_reports_an_honest_verdict(tmp_path) -> None:
         assert summary.loc[("random_init", sub), "verdict"] != "compositional"
     assert report.controlled and "TransformerBridge.init_weights" in str(report.init_method)
     assert "## Verdicts" in (tmp_path / "demo" / "report.md").read_text()
+    trained = report.table[report.table["kind"] == "trained"]
+    # the paper's design: masks trained on the subroutine sets, scored on the partitions
+    text = report.to_markdown()
+    assert "- **subject**: mask trained on: +subject/-verb set, train split" in text
+    assert "scored on: subject: compound partition where only subject decides" in text
+    assert set(trained["solves_on"]) == {"val"}
 
 
 def test_bench_prints_ratios_against_floors() -> None:

@@ -30,7 +30,13 @@ from sc_interp.tasks import (
     task_accuracy,
     train_task_model,
 )
-from sc_interp.tasks.language import INTRANSITIVE, NOUNS, REFLEXIVES, TRANSITIVE, word_number
+from sc_interp.tasks.language import (
+    ADJECTIVES,
+    INTRANSITIVE,
+    NOUNS,
+    PREPOSITIONS,
+    TRANSITIVE,
+)
 
 VISION = ("inside-contact", "inside-number", "number-contact")
 LANGUAGE = ("sva", "anaphora")
@@ -132,47 +138,84 @@ def test_unknown_task_and_part_raise_config_error() -> None:
 # --------------------------------------------------------------------------- design rules
 
 
-def check_design(props: torch.Tensor, labels: torch.Tensor, key: str, rule: str) -> None:
+def check_design(
+    props: torch.Tensor,
+    labels: torch.Tensor,
+    key: str,
+    rule: str,
+    base: int = 1,
+    vary_other: bool = False,
+) -> None:
     """The odd candidate differs only in the stated property; compound follows its rule."""
     for p, odd in zip(props.tolist(), labels.tolist(), strict=True):
         regular = [p[i] for i in range(4) if i != odd]
-        if key in ("a", "b"):
-            decide, shared = (0, 1) if key == "a" else (1, 0)
-            assert len({c[shared] for c in p}) == 1, p  # all four share the other property
+        if key in ("a", "b", "partition-a", "partition-b"):
+            decide, other = (0, 1) if key in ("a", "partition-a") else (1, 0)
             assert len({c[decide] for c in regular}) == 1, p
-            assert p[odd][decide] != regular[0][decide], p
+            value = regular[0][decide]
+            assert p[odd][decide] == 1 - value, p
+            if rule == "and" and (vary_other or key.startswith("partition")):
+                assert value == base, p
+            if key.startswith("partition"):  # all share the regular value in the other one
+                assert all(c == [value, value] for c in regular), p
+                assert p[odd][other] == value, p
+            elif vary_other:  # the other property varies among the regular candidates
+                assert {c[other] for c in regular} == {0, 1}, p
+                assert p[odd][other] == value, p
+            else:
+                assert len({c[other] for c in p}) == 1, p  # all four share the other property
         elif rule == "iff":
             assert all(c[0] == c[1] for c in regular), p
             assert {c[0] for c in regular} == {0, 1}, p  # neither property alone decides
             assert p[odd][0] != p[odd][1], p
         else:
-            assert all(c == [1, 1] for c in regular), p
-            assert p[odd] in ([0, 1], [1, 0]), p
+            assert all(c == [base, base] for c in regular), p
+            assert p[odd] in ([1 - base, base], [base, 1 - base]), p
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 60),
-    key=st.sampled_from(PART_KEYS),
+    key=st.sampled_from([*PART_KEYS, "partition-a", "partition-b"]),
     rule=st.sampled_from(["iff", "and"]),
+    base=st.sampled_from([0, 1]),
+    vary_other=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_sample_design_rules(n: int, key: str, rule: str, seed: int) -> None:
-    props, labels = sample_design(n, key, torch.Generator().manual_seed(seed), rule)  # type: ignore[arg-type]
+def test_sample_design_rules(
+    n: int, key: str, rule: str, base: int, vary_other: bool, seed: int
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    props, labels = sample_design(n, key, gen, rule, base=base, vary_other=vary_other)  # type: ignore[arg-type]
     assert props.shape == (n, 4, 2) and labels.shape == (n,)
-    check_design(props, labels, key, rule)
+    check_design(props, labels, key, rule, base, vary_other)
+
+
+def task_design(task: CompoundTask) -> tuple[str, int, bool]:
+    meta = task.meta
+    return meta["rule"], int(meta.get("number") == "plural"), bool(meta.get("vary_other"))
 
 
 @pytest.mark.parametrize("name", [*VISION, *LANGUAGE])
 def test_task_properties_follow_design(small_tasks: dict[str, CompoundTask], name: str) -> None:
     task = small_tasks[name]
+    if task.kind == "vision":
+        assert task_design(task) == ("iff", 0, False)
+        base = 1  # the vision "and" rule keeps both properties in the regular images
+    else:  # the paper's design: singular experiment, "and" rule, the other property varies
+        assert task_design(task) == ("and", 0, True)
+        base = 0
+    rule, _, vary = task_design(task)
     for key in PART_KEYS:
         for split in ("train", "test"):
-            check_design(properties(task, key, split), task.part(key).split(split)[1], key, "iff")
+            labels = task.part(key).split(split)[1]
+            check_design(properties(task, key, split), labels, key, rule, base, vary)
 
 
 def test_and_rule_is_available() -> None:
-    task = make_task("sva", n_train=20, n_test=4, rule="and")
+    task = make_task("sva", n_train=20, n_test=4, rule="and", number="plural")
+    check_design(properties(task, "compound", "train"), task.compound.train[1], "compound", "and")
+    task = make_task("inside-contact", n_train=8, n_test=4, rule="and")
     check_design(properties(task, "compound", "train"), task.compound.train[1], "compound", "and")
 
 
@@ -313,14 +356,47 @@ def test_task_images_show_the_stored_number(
 # --------------------------------------------------------------------------- language
 
 
+NOUN_WORDS = {w for pair in NOUNS for w in pair}
+VERB_WORDS = {w for pair in INTRANSITIVE + TRANSITIVE for w in pair}
+
+
+def plural_noun(word: str) -> int:
+    assert word in NOUN_WORDS, word
+    return int(word.endswith("s"))  # every noun of the grammar forms its plural with -s
+
+
+def plural_verb(word: str) -> int:
+    assert word in VERB_WORDS, word
+    return int(not word.endswith("s"))  # present tense: "laughs" singular, "laugh" plural
+
+
+def parse(words: list[str]) -> dict[str, Any]:
+    """Read a sentence of the grammar: head noun, attractor (if any), main verb, last word."""
+    i = 1 + (words[1] in ADJECTIVES)  # "the" [adjective] noun
+    out: dict[str, Any] = {"head": words[i], "attractor": None, "form": "simple"}
+    rest = words[i + 1 :]
+    if rest[0] in PREPOSITIONS:  # the author near the guards ...
+        out.update(form="pp", attractor=rest[2])
+        rest = rest[3:]
+    elif rest[0] == "that" and rest[1] == "the":  # the author that the guards like ...
+        out.update(form="obj-rel", attractor=rest[2], embedded=rest[3])
+        rest = rest[4:]
+    elif rest[0] == "that":  # the author that likes the guards ...
+        out.update(form="subj-rel", attractor=rest[3], embedded=rest[1])
+        rest = rest[4:]
+    elif rest[0] == "the":  # the author the guards like ...
+        out.update(form="obj-rel", attractor=rest[1], embedded=rest[2])
+        rest = rest[3:]
+    out["main"], out["last"] = rest[0], words[-1]
+    return out
+
+
 def read_numbers(words: list[str], name: str) -> tuple[int, int]:
     """(subject, verb) or (antecedent, reflexive) numbers, read from the words."""
-    nouns = {w for pair in NOUNS for w in pair}
-    verbs = {w for pair in INTRANSITIVE + TRANSITIVE for w in pair}
-    reflexives = {w for forms in REFLEXIVES for w in forms}
-    subject = next(w for w in words if w in nouns)
-    second = next(w for w in words if w in (verbs if name == "sva" else reflexives))
-    return word_number(subject), word_number(second)  # type: ignore[return-value]
+    parsed = parse(words)
+    if name == "sva":
+        return plural_noun(parsed["head"]), plural_verb(parsed["main"])
+    return plural_noun(parsed["head"]), int(parsed["last"] == "themselves")
 
 
 @pytest.mark.parametrize("name", LANGUAGE)
@@ -341,6 +417,61 @@ def test_sentences_read_back_as_intended(small_tasks: dict[str, CompoundTask], n
                 if key == "compound":  # the odd one is the only ungrammatical sentence
                     grammatical = p[i][0] == p[i][1]
                     assert grammatical == (i != odd), words
+
+
+@pytest.mark.parametrize("name", LANGUAGE)
+def test_agreement_attractors_in_pps_and_relative_clauses(name: str) -> None:
+    """Attractors of both numbers sit between the subject and the verb, in every template."""
+    task = make_task(name, n_train=100, n_test=4, seed=1)
+    vocab = task.meta["vocab"]
+    parsed = [parse(words) for words in decode(task.compound.train[0], vocab)]  # type: ignore[arg-type]
+    forms = {p["form"] for p in parsed}
+    assert forms == {"simple", "pp", "subj-rel", "obj-rel"}
+    with_attractor = [p for p in parsed if p["attractor"] is not None]
+    mismatched = [
+        p for p in with_attractor if plural_noun(p["attractor"]) != plural_noun(p["head"])
+    ]
+    assert len(with_attractor) > 0.6 * len(parsed)
+    assert 0.3 < len(mismatched) / len(with_attractor) < 0.7  # the other number about half the time
+    for p in parsed:
+        if p["form"] == "obj-rel":  # "the author that the guards like": agrees with the attractor
+            assert plural_verb(p["embedded"]) == plural_noun(p["attractor"]), p
+        if p["form"] == "subj-rel":  # "the author that likes the guards": agrees with the head
+            assert plural_verb(p["embedded"]) == plural_noun(p["head"]), p
+    example = next(" ".join(w) for w in decode(task.compound.train[0], vocab) if "that" in w)
+    assert example.startswith("the ") and " that " in example
+
+
+@pytest.mark.parametrize("name", LANGUAGE)
+def test_partitions_flip_only_the_named_property(name: str) -> None:
+    task = make_task(name, n_train=8, n_test=40, n_val=12, seed=2)
+    vocab = task.meta["vocab"]
+    for key, prop in (("a", 0), ("b", 1)):
+        partition = task.partition(key)
+        assert partition is task.partition(task.part(key).name)  # generated once, by either name
+        assert (partition.n_train, partition.n_test, partition.n_val) == (0, 40, 12)
+        assert "only" in (partition.source or "") and task.part(key).name in (
+            partition.source or ""
+        )
+        x, labels = partition.test
+        for row, odd in zip(x, labels.tolist(), strict=True):
+            numbers = [read_numbers(w, name) for w in decode(row, vocab)]  # type: ignore[arg-type]
+            regular = [numbers[i] for i in range(4) if i != odd]
+            assert all(n == (0, 0) for n in regular), numbers  # singular experiment: grammatical
+            flipped = [i for i in range(2) if numbers[odd][i] != 0]
+            assert flipped == [prop], numbers
+    again = make_task(name, n_train=8, n_test=40, n_val=12, seed=2).partition("a")
+    assert torch.equal(again.test[0], task.partition("a").test[0])
+
+
+def test_paper_sizes_are_available() -> None:
+    from sc_interp.tasks.language import PAPER_SIZES
+
+    assert PAPER_SIZES["sva"] == {"n_train": 9500, "n_val": 500, "n_test": 1000, "partition": 300}
+    assert PAPER_SIZES["anaphora"]["n_train"] == 2500
+    task = make_task("anaphora", paper_sizes=True)
+    assert (task.a.n_train, task.a.n_val, task.a.n_test) == (2500, 200, 200)
+    assert task.meta["partition_sizes"]["test"] == 200
 
 
 def test_sva_example_sentences_are_english_like() -> None:

@@ -2,7 +2,9 @@
 
 Vision (CVR-style rendered shapes): ``inside-contact``, ``inside-number``,
 ``number-contact``. Language (agreement templates): ``sva``, ``anaphora``. Every task is
-an odd-one-out among four candidates with an "A" set, a "B" set and a compound set.
+an odd-one-out among four candidates with an "A" set, a "B" set, a compound set and the
+compound set's partitions (``task.partition("a")``). Your own problems (sentences or
+images) become inputs with :func:`odd_one_out`.
 
 Importing this package does not import transformer_lens, matplotlib or pandas.
 
@@ -14,9 +16,10 @@ Example:
     True
 """
 
-from sc_interp.tasks._base import CompoundTask, TaskData, properties, sample_design
+from sc_interp.tasks._base import CompoundTask, TaskData, properties
+from sc_interp.tasks._design import sample_design
 from sc_interp.tasks._registry import TASKS, make_task
-from sc_interp.tasks.language import build_vocab, decode, make_language_task
+from sc_interp.tasks.language import build_vocab, decode, encode, make_language_task
 from sc_interp.tasks.models import (
     LanguageEncoder,
     OddOneOut,
@@ -30,6 +33,7 @@ from sc_interp.tasks.pretraining import (
     pretrain_vision_model,
     symmetries,
 )
+from sc_interp.tasks.problems import Encoded, odd_one_out, word_vocab
 from sc_interp.tasks.training import (
     build_task_model,
     task_accuracy,
@@ -40,6 +44,7 @@ from sc_interp.tasks.vision import Scenes, make_vision_task, sample_scenes
 __all__ = [
     "TASKS",
     "CompoundTask",
+    "Encoded",
     "LanguageEncoder",
     "OddOneOut",
     "Scenes",
@@ -51,9 +56,11 @@ __all__ = [
     "build_vision_model",
     "build_vocab",
     "decode",
+    "encode",
     "make_language_task",
     "make_task",
     "make_vision_task",
+    "odd_one_out",
     "pretrain_language_model",
     "pretrain_vision_model",
     "properties",
@@ -62,4 +69,5 @@ __all__ = [
     "symmetries",
     "task_accuracy",
     "train_task_model",
+    "word_vocab",
 ]

@@ -30,7 +30,10 @@ def make_task(
         n_train: Training examples per sub-dataset.
         n_test: Test examples per sub-dataset.
         seed: Generator seed; the same seed gives identical tensors.
-        **kw: Task options: vision ``size``, ``gap``, ``rule``; language ``max_len``, ``rule``.
+        **kw: Task options: ``n_val`` (validation examples, default 0), ``rule``,
+            ``vary_other``; vision ``size``, ``gap``; language ``max_len``, ``number``
+            (``"singular"``/``"plural"``), ``paper_sizes`` (see
+            :func:`~sc_interp.tasks.make_language_task`).
 
     Raises:
         ConfigError: ``name`` is not a known task, an option is unknown or out of range.

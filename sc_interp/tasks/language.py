@@ -1,14 +1,31 @@
 """Templated agreement tasks (Marvin & Linzen style): subject-verb agreement and reflexive anaphora.
 
 Sentences come from a small grammar with singular/plural nouns, verbs with singular and
-plural present-tense forms, past-tense verbs (no number), reflexives and optional
-distractor phrases ("the author near the senators ..."). Every candidate sentence draws
-its own template and words, so candidates never match on surface tokens.
+plural present-tense forms, past-tense verbs (no number) and reflexives. As in Marvin &
+Linzen's templates (the paper's data), the subject may carry an *agreement attractor*, a
+noun of random number (so often the other number) between it and the verb:
+
+* simple: "the author laughs"
+* prepositional phrase: "the author near the guards laughs"
+* subject relative clause: "the author that likes the guards laughs"
+* object relative clause: "the author that the guards like laughs" (the embedded verb
+  agrees with the attractor)
+* object relative clause without "that": "the author the guards like laughs"
+
+Every candidate sentence draws its own template and words, so candidates never match on
+surface tokens.
 
 * **sva**: properties ``(subject, verb)``: number of the subject noun and of the main
-  verb (1 = plural). The compound rule is grammaticality (subject number == verb number).
+  verb (1 = plural).
 * **anaphora**: properties ``(antecedent, pronoun)``: number of the subject noun and of
-  the reflexive (``himself``/``herself`` vs ``themselves``).
+  the reflexive (``himself``/``herself`` vs ``themselves``) after a past-tense verb.
+
+Design (the paper's, :func:`make_language_task`): rule ``"and"`` in a singular (or
+plural) experiment: the three regular sentences are grammatical with singular subject and
+verb; the odd one flips the subject or the verb. The "+subject/-verb" set's odd one alone
+has a plural subject while the verb's number varies among the regular sentences; the
+compound partitions (``task.partition("a")``) flip only one property. Rule ``"iff"``
+(both numbers in one set) and the simpler sets (other property shared) remain options.
 
 Tokens: ``<pad>`` = 0, ``<bos>`` = 1 at the start, ``<cls>`` = 2 after the last word
 (the sentence end marker), then padding to ``max_len``.
@@ -18,13 +35,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from sc_interp.errors import ConfigError
-from sc_interp.tasks._base import CompoundTask, Rule, assemble_parts
+from sc_interp.errors import ConfigError, DataError
+from sc_interp.tasks._base import CompoundTask, Rule
+from sc_interp.tasks._design import DesignSpec, assemble_parts, describe_parts, sample_part
 
 PAD, BOS, CLS = "<pad>", "<bos>", "<cls>"
 SPECIALS = (PAD, BOS, CLS)
@@ -54,9 +73,16 @@ LANGUAGE_TASKS: dict[str, tuple[str, str]] = {
 }
 """Task name -> names of its properties ``(A, B)``."""
 
-MIN_LEN = 11
-"""The longest template needs 11 tokens including ``<bos>`` and ``<cls>``."""
+MIN_LEN = 12
+"""The longest template needs 12 tokens including ``<bos>`` and ``<cls>``."""
 DEFAULT_LEN = 12
+
+PAPER_SIZES: dict[str, dict[str, int]] = {
+    "sva": {"n_train": 9500, "n_val": 500, "n_test": 1000, "partition": 300},
+    "anaphora": {"n_train": 2500, "n_val": 200, "n_test": 200, "partition": 200},
+}
+"""The paper's set sizes per task (``partition``: val and test size of each partition)."""
+NUMBERS = {"singular": 0, "plural": 1}
 
 
 def build_vocab() -> dict[str, int]:
@@ -98,19 +124,23 @@ def _noun_phrase(rng: random.Random, number: int, adjective: bool = True) -> lis
     return ["the", *adj, rng.choice(NOUNS)[number]]
 
 
-def _distractor(rng: random.Random) -> list[str]:
-    """A noun phrase whose number is random and irrelevant."""
+def _attractor(rng: random.Random) -> list[str]:
+    """A noun phrase whose number is random: the other number half of the time."""
     return ["the", rng.choice(NOUNS)[rng.randrange(2)]]
 
 
 def _subject(rng: random.Random, number: int) -> list[str]:
-    """Subject noun phrase, optionally followed by a PP or object relative clause."""
+    """Subject noun phrase, possibly with an attractor in a PP or relative clause."""
     head = _noun_phrase(rng, number)
-    form = rng.randrange(3)
-    if form == 1:
-        return [*head, rng.choice(PREPOSITIONS), *_distractor(rng)]
-    if form == 2:
-        return [*head, "that", *_distractor(rng), rng.choice(PAST)]
+    form = rng.randrange(5)
+    if form == 1:  # prepositional phrase
+        return [*head, rng.choice(PREPOSITIONS), *_attractor(rng)]
+    if form == 2:  # subject relative: the embedded verb agrees with the head
+        return [*head, "that", rng.choice(TRANSITIVE)[number], *_attractor(rng)]
+    if form in (3, 4):  # object relative: the embedded verb agrees with the attractor
+        attractor = rng.randrange(2)
+        embedded = ["the", rng.choice(NOUNS)[attractor], rng.choice(TRANSITIVE)[attractor]]
+        return [*head, *(["that"] if form == 3 else []), *embedded]
     return head
 
 
@@ -125,7 +155,7 @@ def sva_sentence(rng: random.Random, subject: int, verb: int) -> list[str]:
     words = _subject(rng, subject)
     if rng.random() < 0.5:
         return [*words, rng.choice(INTRANSITIVE)[verb]]
-    return [*words, rng.choice(TRANSITIVE)[verb], *_distractor(rng)]
+    return [*words, rng.choice(TRANSITIVE)[verb], *_attractor(rng)]
 
 
 def anaphora_sentence(rng: random.Random, antecedent: int, pronoun: int) -> list[str]:
@@ -145,19 +175,44 @@ _SENTENCES: dict[str, Callable[[random.Random, int, int], list[str]]] = {
 
 
 def encode(
-    sentences: Sequence[Sequence[str]], vocab: dict[str, int], max_len: int
+    sentences: Sequence[Sequence[str] | str], vocab: dict[str, int], max_len: int
 ) -> Int[Tensor, "n t"]:
-    """Turn word lists into ``<bos> words <cls> <pad>...`` id rows of length ``max_len``.
+    """Turn sentences into ``<bos> words <cls> <pad>...`` id rows of length ``max_len``.
+
+    A sentence is a list of words or a string (split on whitespace).
+
+    Raises:
+        DataError: a word is not in ``vocab`` or a sentence does not fit ``max_len``
+            (naming the sentence).
 
     Example:
         >>> encode([["the", "pilot", "laughs"]], build_vocab(), 6)[0, [0, 4, 5]].tolist()
         [1, 2, 0]
+        >>> encode(["the zebra laughs"], build_vocab(), 6)
+        Traceback (most recent call last):
+        ...
+        sc_interp.errors.DataError: sentence 0 'the zebra laughs': unknown word 'zebra'; ...
     """
+    for special in SPECIALS:
+        if special not in vocab:
+            raise DataError(f"the vocabulary lacks {special!r}; it needs {list(SPECIALS)}")
     out = torch.full((len(sentences), max_len), vocab[PAD], dtype=torch.long)
-    for i, words in enumerate(sentences):
+    for i, sentence in enumerate(sentences):
+        words = sentence.split() if isinstance(sentence, str) else list(sentence)
+        text = " ".join(words)
+        unknown = [w for w in words if w not in vocab]
+        if unknown:
+            raise DataError(
+                f"sentence {i} {text!r}: unknown word {unknown[0]!r}; the vocabulary has "
+                f"{len(vocab)} words (build it from all your data, e.g. odd_one_out(..., "
+                "vocab=None))"
+            )
         ids = [vocab[BOS], *(vocab[w] for w in words), vocab[CLS]]
         if len(ids) > max_len:
-            raise ConfigError(f"sentence of {len(ids)} tokens does not fit max_len={max_len}")
+            raise DataError(
+                f"sentence {i} {text!r}: {len(ids)} tokens with <bos> and <cls>, but "
+                f"max_len is {max_len}"
+            )
         out[i, : len(ids)] = torch.tensor(ids)
     return out
 
@@ -224,49 +279,88 @@ def make_language_task(
     *,
     n_train: int = 2000,
     n_test: int = 500,
+    n_val: int = 0,
     seed: int = 0,
     max_len: int = DEFAULT_LEN,
-    rule: Rule = "iff",
+    rule: Rule = "and",
+    number: Literal["singular", "plural"] = "singular",
+    vary_other: bool = True,
+    paper_sizes: bool = False,
 ) -> CompoundTask:
     """Generate one language compound task with its "A", "B" and compound datasets.
+
+    The defaults follow the paper's data (built from Marvin & Linzen's templates): rule
+    ``"and"`` in the singular experiment, subroutine sets in which the other property
+    varies among the regular sentences, attractors in PPs and relative clauses.
 
     Args:
         name: ``"sva"`` or ``"anaphora"``.
         n_train: Training examples per dataset (each has 4 sentences).
-        n_test: Test examples per dataset.
+        n_test: Test examples per dataset (and per partition).
+        n_val: Validation examples per dataset and partition (0: no val split).
         seed: Seed (same seed -> identical tensors).
-        max_len: Tokens per sentence including ``<bos>``, ``<cls>`` and padding (>= 11).
-        rule: Compound rule; ``"iff"`` (default) is grammaticality.
+        max_len: Tokens per sentence including ``<bos>``, ``<cls>`` and padding (>= 12).
+        rule: Compound rule: ``"and"`` (regular sentences all of ``number``; the odd one
+            flips the subject or the verb) or ``"iff"`` (grammaticality, both numbers among
+            the regular sentences).
+        number: ``"singular"`` or ``"plural"``: the paper's two experiments (rule ``"and"``).
+        vary_other: Let the other property vary among the regular sentences of the A and B
+            sets (the paper's design); ``False`` shares it among all four.
+        paper_sizes: Use the paper's set sizes (:data:`PAPER_SIZES`) instead of
+            ``n_train``/``n_val``/``n_test``.
 
     Returns:
         A :class:`CompoundTask` with inputs ``[N, 4, max_len]`` int64 and
-        ``meta["vocab"]`` (token -> id).
+        ``meta["vocab"]`` (token -> id); ``task.partition("a")`` draws a partition.
 
     Example:
         >>> task = make_language_task("sva", n_train=8, n_test=4)
         >>> task.compound.train[0].shape, task.meta["vocab"]["<pad>"]
         (torch.Size([8, 4, 12]), 0)
+        >>> task.a.source
+        '+subject/-verb set'
     """
     if name not in LANGUAGE_TASKS:
         raise ConfigError(f"unknown language task {name!r}; available: {sorted(LANGUAGE_TASKS)}")
     if max_len < MIN_LEN:
         raise ConfigError(f"max_len must be at least {MIN_LEN}, got {max_len}")
+    if number not in NUMBERS:
+        raise ConfigError(f"number must be one of {list(NUMBERS)}, got {number!r}")
+    sizes = {"train": n_train, "test": n_test, "val": n_val}
+    part_sizes = {"train": 0, "test": n_test, "val": n_val}  # partitions are for scoring
+    if paper_sizes:
+        paper = PAPER_SIZES[name]
+        sizes = {"train": paper["n_train"], "test": paper["n_test"], "val": paper["n_val"]}
+        part_sizes = {"train": 0, "test": paper["partition"], "val": paper["partition"]}
+    if n_val < 0:
+        raise ConfigError(f"n_val must be >= 0, got {n_val}")
     generator = torch.Generator().manual_seed(seed)
     vocab = build_vocab()
+    spec = DesignSpec(rule, NUMBERS[number], vary_other)
+    sources = describe_parts(LANGUAGE_TASKS[name], spec, number if rule == "and" else "")
     names = (*LANGUAGE_TASKS[name], "compound")
+    data = tuple((n, sources[k]) for n, k in zip(names, ("a", "b", "compound"), strict=True))
 
-    def render(props: Tensor, n: int) -> Tensor:
-        word_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    def render(props: Tensor, n: int, gen: torch.Generator) -> Tensor:
+        word_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
         tokens = sample_sentences(name, props, seed=word_seed, vocab=vocab, max_len=max_len)
         return tokens.reshape(n, 4, max_len)
 
-    datasets, truth = assemble_parts(names, n_train, n_test, generator, rule, render)  # type: ignore[arg-type]
+    def sampler(key: str, sizes: dict[str, int], gen: torch.Generator) -> tuple:
+        named = (f"{LANGUAGE_TASKS[name][key[-1] == 'b']}-partition", sources[key])
+        return sample_part(key, named, sizes, gen, spec, render)  # type: ignore[arg-type]
+
+    datasets, truth = assemble_parts(data, sizes, generator, spec, render)  # type: ignore[arg-type]
     meta = {
         "property_names": LANGUAGE_TASKS[name],
         "rule": rule,
+        "number": number if rule == "and" else "both",
+        "vary_other": vary_other,
         "vocab": vocab,
         "max_len": max_len,
         "seed": seed,
         "properties": truth,
+        "partition_sizes": part_sizes,
     }
-    return CompoundTask(name, datasets["a"], datasets["b"], datasets["compound"], "language", meta)
+    a, b, compound = datasets["a"], datasets["b"], datasets["compound"]
+    return CompoundTask(name, a, b, compound, "language", meta, sampler)

@@ -24,6 +24,9 @@ from sc_interp.tasks._base import N_CANDIDATES
 
 DEFAULT_SCALE = 10.0
 EMBED_DIM = 32
+# bounds on the tiny task models' sizes (a typo must not allocate a giant model)
+_MAX_SIZE = {"n_layers": 48, "n_heads": 64, "d_head": 1024, "d_model": 4096, "d_mlp": 16384,
+             "n_ctx": 8192, "d_vocab": 1_000_000}  # fmt: skip
 
 
 class OddOneOut(nn.Module):
@@ -150,6 +153,13 @@ class LanguageEncoder(nn.Module):
         return store["resid"]
 
     def forward(self, tokens: Int[Tensor, "n t"]) -> Float[Tensor, "n d"]:
+        n_ctx = getattr(getattr(self.bridge, "cfg", None), "n_ctx", None)
+        if isinstance(n_ctx, int) and tokens.shape[-1] > n_ctx:
+            raise DataError(
+                f"inputs of {tokens.shape[-1]} tokens exceed the model's context (n_ctx={n_ctx}); "
+                f"build it with n_ctx >= {tokens.shape[-1]} (build_language_model(..., "
+                f"n_ctx={tokens.shape[-1]}) or build_task_model(..., n_ctx=...))"
+            )
         keep = (tokens != self.pad_id).unsqueeze(-1).to(torch.float32)
         return (self.residual(tokens) * keep).sum(1) / keep.sum(1).clamp(min=1.0)
 
@@ -175,10 +185,15 @@ def build_bridge(vocab_size: int, seed: int = 0, **overrides: Any) -> nn.Module:
     """A tiny TransformerLens 4 ``TransformerBridge`` built from config (no download).
 
     Defaults: 2 layers, ``d_model`` 32, 4 heads of 8, ``d_mlp`` 64, ReLU, ``n_ctx`` 16.
+    Any ``TransformerBridgeConfig`` field can be overridden (``n_ctx``, ``d_model``,
+    ``n_layers``, ``n_heads``...); with a new ``d_model`` or ``n_heads``, ``d_head`` becomes
+    ``d_model // n_heads`` and ``d_mlp`` ``2 * d_model`` unless given.
 
     Example:
         >>> build_bridge(20).cfg.n_layers
         2
+        >>> build_bridge(20, d_model=48, n_ctx=24).cfg.d_head
+        12
     """
     require("transformer_lens", "the language task models")
     from transformer_lens.config import TransformerBridgeConfig
@@ -188,6 +203,19 @@ def build_bridge(vocab_size: int, seed: int = 0, **overrides: Any) -> nn.Module:
         d_model=EMBED_DIM, d_head=8, n_heads=4, n_layers=2, n_ctx=16, d_mlp=64
     )
     settings.update(act_fn="relu", **overrides)
+    if {"d_model", "n_heads"} & set(overrides):
+        settings.setdefault("d_head", 8)
+        if "d_head" not in overrides:
+            settings["d_head"] = max(1, settings["d_model"] // settings["n_heads"])
+        if "d_mlp" not in overrides:
+            settings["d_mlp"] = 2 * settings["d_model"]
+    bad = {k: v for k, v in settings.items() if isinstance(v, int) and not isinstance(v, bool)
+           and not 1 <= v <= _MAX_SIZE.get(k, v)}  # fmt: skip
+    if bad:
+        raise ConfigError(
+            f"model sizes out of range: {bad}; these tiny task models allow "
+            + ", ".join(f"{k} in 1..{v}" for k, v in _MAX_SIZE.items())
+        )
     cfg = TransformerBridgeConfig(d_vocab=vocab_size, seed=seed, **settings)
     with torch.random.fork_rng(devices=[]):
         boot: Any = getattr(TransformerBridge, "boot_native")  # noqa: B009 - attached at import by TL
@@ -203,7 +231,8 @@ def build_language_model(
         vocab_size: Number of token ids (``len(task.meta["vocab"])``).
         seed: Initialisation seed.
         pad_id: Padding id (sentences are right-padded).
-        **overrides: ``TransformerBridgeConfig`` fields to change (e.g. ``n_layers=3``).
+        **overrides: ``TransformerBridgeConfig`` fields to change (e.g. ``n_layers=3``,
+            ``n_ctx=32`` for longer sentences, ``d_model=64``).
 
     Example:
         >>> import torch

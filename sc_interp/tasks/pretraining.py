@@ -5,7 +5,7 @@ SimCLR). Nothing is downloaded here, so the "pretrained" arm pretrains the tiny 
 itself on generated data before task training:
 
 * :func:`pretrain_language_model`: next-token language modelling of the bridge on
-  grammatical sentences from the task grammar.
+  grammatical sentences from the task grammar, or on your own corpus.
 * :func:`pretrain_vision_model`: SimCLR-style contrastive learning on rendered images,
   two augmentations (:func:`augment`: shift, flip, rotation) of one image as a positive pair.
 
@@ -15,16 +15,16 @@ Both are deterministic given ``seed`` and leave the global RNG untouched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from sc_interp.errors import ConfigError
-from sc_interp.tasks.language import sample_grammatical
+from sc_interp.errors import ConfigError, DataError
+from sc_interp.tasks.language import PAD, build_vocab, encode, sample_grammatical
 from sc_interp.tasks.models import OddOneOut
 from sc_interp.tasks.vision import sample_images
 
@@ -50,21 +50,38 @@ def _bridge(model: nn.Module) -> nn.Module:
 
 def pretrain_language_model(
     model: nn.Module,
-    vocab: dict[str, int],
+    vocab: dict[str, int] | None,
     steps: int = 600,
     seed: int = 0,
     *,
+    corpus: Sequence[str] | Sequence[Sequence[str]] | Tensor | None = None,
+    pad_id: int | None = None,
     batch_size: int = 64,
     lr: float = 2e-3,
     progress: bool = True,
 ) -> dict[str, list[float]]:
-    """Next-token language modelling of ``model.encoder.bridge`` on grammatical sentences.
+    """Next-token language modelling of ``model.encoder.bridge``.
 
-    Sentences (both grammars, always agreeing) are generated from ``seed``; the loss
-    ignores predictions of padding.
+    By default on grammatical sentences of the built-in grammar (both task grammars,
+    always agreeing; needs the built-in vocabulary), generated from ``seed``; or on
+    ``corpus``: sentences (strings or word lists, encoded with ``vocab`` as
+    ``<bos> words <cls>``) or a ``[N, T]`` token tensor. The loss ignores predictions of
+    padding.
+
+    Args:
+        model: an :class:`OddOneOut` over a :class:`LanguageEncoder`.
+        vocab: the word -> id vocabulary (``None`` with a token-tensor corpus).
+        steps: optimiser steps.
+        seed: seeds the generated sentences and the batch order.
+        corpus: your own pretraining text, instead of the built-in grammar.
+        pad_id: the padding id of a token-tensor corpus (default: ``vocab["<pad>"]``).
 
     Returns:
         History with ``step`` and ``loss``.
+
+    Raises:
+        DataError: the built-in grammar's words are missing from ``vocab`` (pass a corpus),
+            a corpus sentence has an unknown word or is longer than the model's context.
 
     Example:
         >>> from sc_interp.tasks import build_language_model, build_vocab
@@ -73,12 +90,17 @@ def pretrain_language_model(
         >>> hist = pretrain_language_model(model, vocab, steps=2, progress=False)
         >>> len(hist["loss"])
         2
+        >>> mine = {"<pad>": 0, "<bos>": 1, "<cls>": 2, "a": 3, "zebra": 4, "runs": 5}
+        >>> model = build_language_model(len(mine), seed=0)
+        >>> len(pretrain_language_model(model, mine, 2, corpus=["a zebra runs"], progress=False)["loss"])
+        2
     """
     bridge = _bridge(model)
-    pad = vocab["<pad>"]
-    pool = sample_grammatical(
-        max(4 * batch_size, min(steps * batch_size, 8192)), seed=seed, vocab=vocab
+    n_ctx = int(getattr(getattr(bridge, "cfg", None), "n_ctx", 0) or 0) or None
+    pool = _corpus_tokens(
+        vocab, corpus, n_ctx, seed, max(4 * batch_size, min(steps * batch_size, 8192))
     )
+    pad = pad_id if pad_id is not None else (vocab or {}).get(PAD, 0)
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam([p for p in bridge.parameters() if p.requires_grad], lr=lr)
     history: dict[str, list[float]] = {"step": [], "loss": []}
@@ -96,6 +118,43 @@ def pretrain_language_model(
     logger.info("LM pretraining: final loss %.3f", history["loss"][-1] if steps else float("nan"))
     model.eval()
     return history
+
+
+def _corpus_tokens(
+    vocab: dict[str, int] | None, corpus: object, n_ctx: int | None, seed: int, n_generated: int
+) -> Int[Tensor, "n t"]:
+    """The pretraining pool: generated sentences, encoded sentences or a token tensor."""
+    if isinstance(corpus, Tensor):
+        if corpus.ndim != 2 or corpus.is_floating_point() or len(corpus) == 0:
+            raise DataError(
+                f"a token corpus must be a non-empty [N, T] integer tensor, got "
+                f"{corpus.dtype} {tuple(corpus.shape)}"
+            )
+        if n_ctx is not None and corpus.shape[1] > n_ctx:
+            raise DataError(
+                f"corpus rows of {corpus.shape[1]} tokens exceed the model's context "
+                f"(n_ctx={n_ctx}); build the model with a larger n_ctx"
+            )
+        return corpus.long()
+    if vocab is None:
+        raise DataError("pretraining on sentences needs the vocabulary (vocab=...)")
+    if corpus is None:
+        missing = [w for w in build_vocab() if w not in vocab]
+        if missing:
+            raise DataError(
+                f"the built-in grammar uses words this vocabulary lacks (e.g. {missing[0]!r}); "
+                "pass corpus= (your sentences or a token tensor) to pretrain on your own text"
+            )
+        return sample_grammatical(n_generated, seed=seed, vocab=vocab)
+    if isinstance(corpus, str) or not isinstance(corpus, Sequence) or not len(corpus):
+        raise DataError("corpus must be a non-empty list of sentences or an [N, T] token tensor")
+    longest = 2 + max(len(s.split() if isinstance(s, str) else s) for s in corpus)
+    if n_ctx is not None and longest > n_ctx:
+        raise DataError(
+            f"the longest corpus sentence needs {longest} tokens with <bos> and <cls>, more "
+            f"than the model's context (n_ctx={n_ctx}); build the model with a larger n_ctx"
+        )
+    return encode(list(corpus), vocab, longest)  # type: ignore[arg-type]
 
 
 def augment(images: Float[Tensor, "n 1 h w"], generator: torch.Generator, shift: int = 3) -> Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -158,7 +158,7 @@ def train_task_model(
 
 
 def build_task_model(
-    task: CompoundTask,
+    task: CompoundTask | TaskData,
     *,
     arm: Arm = "scratch",
     seed: int = 0,
@@ -168,20 +168,32 @@ def build_task_model(
     lr: float | None = None,
     pretrain_steps: int | None = None,
     progress: bool = False,
-) -> OddOneOut:
+    corpus: Sequence[str] | Sequence[Sequence[str]] | Tensor | None = None,
+    model: nn.Module | None = None,
+    **sizes: Any,
+) -> nn.Module:
     """Build a tiny model for ``task``, pretrain it (``arm="pretrained"``) and train it.
 
     Args:
-        task: A task from :func:`~sc_interp.tasks.make_task`.
+        task: A task from :func:`~sc_interp.tasks.make_task`, or one dataset (e.g. your own
+            problems from :func:`~sc_interp.tasks.odd_one_out`; trained on its train split).
         arm: ``"scratch"`` (random init) or ``"pretrained"`` (LM / SimCLR first).
         seed: Seed of initialisation, pretraining data and training order.
         epochs: Task-training epochs (default: vision 36, language 12, divided by the
             number of parts in ``train_on``). Vision training uses :func:`symmetries`.
         quick: CI mode: 2 epochs on at most 256 examples per part, 20 pretraining steps.
-        train_on: Parts to train on (see :func:`train_task_model`).
+        train_on: Parts of a CompoundTask to train on (see :func:`train_task_model`).
         lr: Adam learning rate (default 2e-3).
         pretrain_steps: Pretraining steps (default: vision 300, language 600).
         progress: Show progress bars.
+        corpus: Language pretraining text (sentences or a ``[N, T]`` token tensor) instead
+            of the built-in grammar (needed when the task's vocabulary is not the built-in
+            one); see :func:`pretrain_language_model`.
+        model: An existing model (e.g. pretrained elsewhere) to train on the task instead
+            of building one; it is not pretrained again.
+        **sizes: Model size overrides: language ``TransformerBridgeConfig`` fields
+            (``n_ctx``, ``d_model``, ``n_layers``, ``n_heads``...; ``n_ctx`` defaults to the
+            inputs' length when that exceeds 16), vision ``channels`` and ``dim``.
 
     Returns:
         The trained model in eval mode.
@@ -194,22 +206,18 @@ def build_task_model(
     """
     if arm not in ("scratch", "pretrained"):
         raise ConfigError(f"arm must be 'scratch' or 'pretrained', got {arm!r}")
-    names = _select_names(train_on)
-    epoch_budget, default_lr, default_steps = _DEFAULTS[task.kind]
-    default_epochs = max(1, round(epoch_budget / len(names)))
+    if isinstance(task, TaskData):
+        parts, kind, meta = [task], _kind(task), task.meta
+    else:
+        parts, kind, meta = [task.part(p) for p in _select_names(train_on)], task.kind, task.meta
+    epoch_budget, default_lr, default_steps = _DEFAULTS[kind]
+    default_epochs = max(1, round(epoch_budget / len(parts)))
     epochs = epochs if epochs is not None else (2 if quick else default_epochs)
     steps = pretrain_steps if pretrain_steps is not None else (20 if quick else default_steps)
-    if task.kind == "vision":
-        size = int(task.meta["image_size"])
-        model = build_vision_model(seed, image_size=size)
+    if model is None:
+        model = _build(kind, parts[0], meta, seed, sizes)
         if arm == "pretrained":
-            pretrain_vision_model(model, steps, seed, image_size=size, progress=progress)
-    else:
-        vocab = task.meta["vocab"]
-        model = build_language_model(len(vocab), seed, pad_id=vocab["<pad>"])
-        if arm == "pretrained":
-            pretrain_language_model(model, vocab, steps, seed, progress=progress)
-    parts = [task.part(p) for p in names]
+            _pretrain(model, kind, parts[0], meta, steps, seed, corpus, progress)
     if quick:
         parts = [TaskData(p.name, tuple(t[:256] for t in p.train), p.test) for p in parts]  # type: ignore[arg-type]
     train_task_model(
@@ -218,10 +226,52 @@ def build_task_model(
         epochs=epochs,
         lr=lr or default_lr,
         seed=seed,
-        augment=symmetries if task.kind == "vision" else None,
+        augment=symmetries if kind == "vision" else None,
         progress=progress,
     )
     return model
+
+
+def _kind(data: TaskData) -> str:
+    inputs = data.train[0]
+    if inputs.ndim == 3 and not inputs.is_floating_point():
+        return "language"
+    if inputs.ndim == 5 and inputs.is_floating_point():
+        return "vision"
+    raise DataError(
+        f"cannot tell the model for inputs {inputs.dtype} {tuple(inputs.shape)}: expected "
+        "token ids [N, 4, T] (language) or images [N, 4, 1, H, W] (vision)"
+    )
+
+
+def _build(kind: str, data: TaskData, meta: dict, seed: int, sizes: dict[str, Any]) -> OddOneOut:
+    if kind == "vision":
+        image_size = int(meta.get("image_size", data.train[0].shape[-1]))
+        return build_vision_model(seed, image_size=image_size, **sizes)
+    vocab, tokenizer = meta.get("vocab"), meta.get("tokenizer")
+    if vocab is not None:
+        vocab_size = len(vocab)
+        pad_id = int(vocab["<pad>"])
+    elif tokenizer is not None:
+        vocab_size, pad_id = len(tokenizer), int(meta["pad_id"])
+    else:
+        vocab_size, pad_id = int(data.train[0].max()) + 1, int(meta.get("pad_id", 0))
+    sizes = {"n_ctx": max(16, int(data.train[0].shape[-1])), **sizes}
+    return build_language_model(vocab_size, seed, pad_id=pad_id, **sizes)
+
+
+def _pretrain(
+    model: OddOneOut, kind: str, data: TaskData, meta: dict, steps: int, seed: int,
+    corpus: Any, progress: bool,
+) -> None:  # fmt: skip
+    if kind == "vision":
+        size = int(meta.get("image_size", data.train[0].shape[-1]))
+        pretrain_vision_model(model, steps, seed, image_size=size, progress=progress)
+        return
+    vocab = meta.get("vocab")
+    pretrain_language_model(
+        model, vocab, steps, seed, corpus=corpus, pad_id=meta.get("pad_id"), progress=progress
+    )
 
 
 def _select_names(train_on: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ Compound sets (rule ``"iff"``): the three regular images have ``A == B`` and the
 and apart, the odd one inside but apart or outside but touching.
 
 Positions, sizes, rotations and shape kinds (discs, wobbly blobs, polygons) are random.
-Property values per candidate come from :func:`~sc_interp.tasks._base.sample_design`.
+Property values per candidate come from :func:`~sc_interp.tasks._design.sample_design`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from sc_interp.errors import ConfigError, DataError
-from sc_interp.tasks._base import CompoundTask, Rule, assemble_parts
+from sc_interp.tasks._base import CompoundTask, Rule
+from sc_interp.tasks._design import DesignSpec, assemble_parts, describe_parts, sample_part
 from sc_interp.tasks._raster import (
     BLOB,
     CIRCLE,
@@ -241,10 +242,12 @@ def make_vision_task(
     *,
     n_train: int = 2000,
     n_test: int = 500,
+    n_val: int = 0,
     seed: int = 0,
     size: int = 32,
     gap: int = 2,
     rule: Rule = "iff",
+    vary_other: bool = False,
 ) -> CompoundTask:
     """Generate one vision compound task with its "A", "B" and compound datasets.
 
@@ -252,13 +255,18 @@ def make_vision_task(
         name: ``"inside-contact"``, ``"inside-number"`` or ``"number-contact"``.
         n_train: Training examples per dataset (each has 4 images).
         n_test: Test examples per dataset.
+        n_val: Validation examples per dataset (0: no val split).
         seed: Seed of the ``torch.Generator`` (same seed -> identical tensors).
         size: Image side in pixels.
         gap: Minimum empty pixels between non-touching shapes.
-        rule: Compound rule (see :func:`~sc_interp.tasks._base.sample_design`).
+        rule: Compound rule (see :func:`~sc_interp.tasks._design.sample_design`; under
+            ``"and"`` the regular images have both properties, as in CVR).
+        vary_other: Let the other property vary among the regular images of the A and B
+            sets (the paper's design); by default all four share it.
 
     Returns:
-        A :class:`CompoundTask` with inputs ``[N, 4, 1, size, size]`` float32.
+        A :class:`CompoundTask` with inputs ``[N, 4, 1, size, size]`` float32;
+        ``task.partition("a")`` draws the compound partitions on first use.
 
     Example:
         >>> task = make_vision_task("inside-contact", n_train=8, n_test=4)
@@ -268,13 +276,21 @@ def make_vision_task(
     if name not in VISION_TASKS:
         raise ConfigError(f"unknown vision task {name!r}; available: {sorted(VISION_TASKS)}")
     generator = torch.Generator().manual_seed(seed)
+    spec = DesignSpec(rule, 1, vary_other)
+    sources = describe_parts(VISION_TASKS[name], spec)
     names = (*VISION_TASKS[name], "compound")
+    data = tuple((n, sources[k]) for n, k in zip(names, ("a", "b", "compound"), strict=True))
 
-    def render(props: Tensor, n: int) -> Tensor:
-        scenes = sample_scenes(name, props, generator=generator, size=size, gap=gap)
+    def render(props: Tensor, n: int, gen: torch.Generator) -> Tensor:
+        scenes = sample_scenes(name, props, generator=gen, size=size, gap=gap)
         return scenes.images.reshape(n, 4, 1, size, size)
 
-    datasets, truth = assemble_parts(names, n_train, n_test, generator, rule, render)  # type: ignore[arg-type]
+    def sampler(key: str, sizes: dict[str, int], gen: torch.Generator) -> tuple:
+        named = (f"{VISION_TASKS[name][key[-1] == 'b']}-partition", sources[key])
+        return sample_part(key, named, sizes, gen, spec, render)  # type: ignore[arg-type]
+
+    sizes = {"train": n_train, "test": n_test, "val": n_val}
+    datasets, truth = assemble_parts(data, sizes, generator, spec, render)  # type: ignore[arg-type]
     meta = {
         "property_names": VISION_TASKS[name],
         "rule": rule,
@@ -282,5 +298,7 @@ def make_vision_task(
         "gap": gap,
         "seed": seed,
         "properties": truth,
+        "partition_sizes": {"train": 0, "test": n_test, "val": n_val},
     }
-    return CompoundTask(name, datasets["a"], datasets["b"], datasets["compound"], "vision", meta)
+    a, b, compound = datasets["a"], datasets["b"], datasets["compound"]
+    return CompoundTask(name, a, b, compound, "vision", meta, sampler)
