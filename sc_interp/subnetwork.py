@@ -6,7 +6,6 @@ configs, the per-epoch history and the fingerprint of the model it was learned o
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ import torch
 from sc_interp import _validate
 from sc_interp._safetensors import meta_field, read, site_names, version, write
 from sc_interp.adapters import find_sites, resolve
-from sc_interp.errors import AttachError, ConfigError, MaskFileError, TargetError
-from sc_interp.masks import MaskConfig, MaskSet, attach_masks
+from sc_interp.errors import AttachError, ConfigError, MaskFileError, ScInterpError, TargetError
+from sc_interp.masks import MaskConfig, MaskSet, attach_masks, exact_config, model_sites
 from sc_interp.sites import UNITS, UnitMap, check_shapes, model_fingerprint
 
 FORMAT = "sc-interp.subnetwork/1"
@@ -117,7 +116,10 @@ class Subnetwork:
             )
         root = resolve(model)
         for unit in UNITS:
-            sites = {s.name: s for s in find_sites(root, unit)}
+            try:
+                sites = {s.name: s for s in find_sites(root, unit)}
+            except ScInterpError:  # a unit this model does not support (edges on GQA)
+                continue
             if sites and set(masks) <= set(sites):
                 check_shapes(masks, sites)
                 logits = {k: torch.where(v.cpu(), 1.0, -1.0) for k, v in masks.items()}
@@ -145,8 +147,7 @@ class Subnetwork:
                     f"this Subnetwork was learned on another model: its fingerprint is "
                     f"{self.fingerprint}, this model's is {actual} (parameter names or shapes differ)"
                 )
-        sites = {s.name: s for s in find_sites(root, self.config.unit)}
-        check_shapes(self.logits, sites)
+        check_shapes(self.logits, model_sites(root, self.config))
 
     def to_maskset(self, model: object) -> MaskSet:
         """A detached MaskSet holding these masks (hard, eval mode) for ``model``'s sites.
@@ -156,7 +157,7 @@ class Subnetwork:
         """
         self.check(model)
         root = resolve(model)
-        sites = [s for s in find_sites(root, self.config.unit) if s.name in self.logits]
+        sites = [s for s in model_sites(root, self.config).values() if s.name in self.logits]
         masks = MaskSet(root, sites, self.config)
         with torch.no_grad():
             for name, param in masks.logits.items():
@@ -172,10 +173,7 @@ class Subnetwork:
                 or shapes differ); nothing is attached then.
         """
         self.check(model)
-        config = MaskConfig(
-            **{**self.config.to_dict(), "targets": [glob.escape(n) for n in self.logits]}
-        )
-        masks = attach_masks(model, config)
+        masks = attach_masks(model, exact_config(self.config, list(self.logits)))
         try:
             with torch.no_grad():
                 for name, param in masks.logits.items():

@@ -4,15 +4,15 @@ Both TL 2/3 ``HookedTransformer`` and the TL 4 ``TransformerBridge`` expose the 
 names for what an edge mask needs (raw torch hooks on them, as for the other units):
 
 - sources: ``blocks.0.hook_resid_pre`` (``input``: token plus positional embeddings),
-  ``blocks.{L}.attn.hook_z`` times each head's slice of ``W_O`` plus ``b_O / n_heads``
-  (head ``a{L}.h{H}``; the attention output bias is shared equally by the heads, as in
-  Edge Pruning, so removing every head of a layer removes the bias too) and
-  ``blocks.{L}.hook_mlp_out`` (``m{L}``, its output bias included);
+  ``blocks.{L}.attn.hook_z`` times each head's slice of ``W_O`` (head ``a{L}.h{H}``; the
+  attention output bias ``b_O`` belongs to no head and is always kept, as in TransformerLens'
+  ``hook_result`` and EAP-IG) and ``blocks.{L}.hook_mlp_out`` (``m{L}``, its output bias
+  included);
 - destinations: ``blocks.{L}.attn.hook_q|k|v`` (replaced by the projection of each head's
   own masked input, through the layer's ``ln1``), the input of ``blocks.{L}.ln2`` (the
   MLP's masked input, before its LayerNorm) and the input of ``ln_final`` (``unembed``
   without final norm). Each destination's own LayerNorm normalises its masked sum, as in
-  Edge Pruning and auto-circuit.
+  Edge Pruning and auto-circuit. The run-time side is :mod:`sc_interp._edge_runtime`.
 
 Supported: sequential attention-then-MLP blocks with one key/value head per query head
 (GPT-2, Pythia-style without parallel attention, the TL 4 native bridge, any TL 2/3
@@ -30,10 +30,22 @@ from torch import Tensor, nn
 
 from sc_interp._edge_graph import EdgeGraph
 from sc_interp.adapters._layout import weight_axes
+from sc_interp.adapters.transformer_lens import _family
 from sc_interp.errors import UnsupportedModelError
 from sc_interp.sites import Site
 
 _HOOKED = "HookedTransformer"
+_HT_NORMS = ("LayerNorm", "LayerNormPre", "RMSNorm", "RMSNormPre")
+
+
+def family_of(model: nn.Module) -> str:
+    """``"HookedTransformer"`` or ``"TransformerBridge"``; raises for any other model."""
+    family = _family(model)
+    if family is None:
+        raise UnsupportedModelError(
+            f"edge masks need a TransformerLens model, got {type(model).__name__}"
+        )
+    return family
 
 
 @dataclass
@@ -93,6 +105,26 @@ class TLEdgeModel:
             )
         has_final = family != _HOOKED or cfg.normalization_type is not None
         self.logits_in: nn.Module = getattr(model, "ln_final" if has_final else "unembed")
+
+    def norm1(self, layer: int, x: Tensor) -> Tensor:
+        """The layer's ``ln1`` applied to ``x`` (``[..., d_model]``) without firing its hooks.
+
+        TransformerLens' own norms fire ``hook_scale``/``hook_normalized``; computing them here
+        keeps a user's ``run_with_cache`` free of our per-head calls.
+        """
+        ln1: Any = self.layers[layer].ln1
+        inner = getattr(ln1, "original_component", None)
+        if inner is not None:  # a bridge's NormalizationBridge wraps a plain torch norm
+            return inner(x)
+        name = type(ln1).__name__
+        if name not in _HT_NORMS:
+            return ln1(x)
+        if name.startswith("LayerNorm"):
+            x = x - x.mean(-1, keepdim=True)
+        x = x / (x.pow(2).mean(-1, keepdim=True) + ln1.eps).sqrt()
+        if name == "LayerNorm":
+            return x * ln1.w + ln1.b
+        return x * ln1.w if name == "RMSNorm" else x
 
     # ------------------------------------------------------------------ weights
     def qkv_weights(self, layer: int, kind: str) -> tuple[Tensor, Tensor | None]:
@@ -167,6 +199,7 @@ def sites(model: nn.Module, family: str, prefix: str = "") -> list[Site]:
     """
     edge_model = TLEdgeModel(model, family)
     join = (lambda name: f"{prefix}.{name}") if prefix else (lambda name: name)
+    # ``module`` is the TransformerLens model itself: one runtime per model hooks every site
     return [
         Site(join(g.site), "edge", (len(g.edges),), module=prefix, edges=g.edges)
         for g in edge_model.graph.groups
