@@ -1,0 +1,389 @@
+"""Edge masks (unit="edge") on TransformerLens models, checked against hand-written TL hooks.
+
+The references below use only TransformerLens' own hooks (``run_with_cache`` /
+``run_with_hooks``) and its weights (``W_O``, ``W_Q``...), never sc-interp code: a path
+ablation of edge ``src->dst`` changes only ``dst``'s input, by ``replacement - out(src)``.
+"""
+
+from __future__ import annotations
+
+import glob
+
+import pytest
+import torch
+from conftest import make_bridge, make_hooked, needs_tl3, needs_tl4, token_input
+from torch import nn
+
+import sc_interp as sc
+from sc_interp.errors import ConfigError, ScInterpError, TargetError
+
+FAMILIES = [
+    pytest.param(make_bridge, id="tl4", marks=needs_tl4),
+    pytest.param(make_hooked, id="tl3", marks=[needs_tl3, pytest.mark.tl3]),
+]
+
+
+def _model(make: object) -> nn.Module:
+    model = make()  # type: ignore[operator]
+    model.eval()
+    with torch.no_grad():
+        model(token_input())  # the bridge wires its own capture hooks at its first forward
+    return model
+
+
+def _source_out(model: nn.Module, cache: object, src: str) -> torch.Tensor:
+    """``src``'s output in a TL cache: embeddings, ``z_h @ W_O[h]`` or the MLP output."""
+    if src == "input":
+        return cache["blocks.0.hook_resid_pre"]  # type: ignore[index]
+    layer = int(src[1 : src.index(".")] if "." in src else src[1:])
+    if src.startswith("m"):
+        return cache[f"blocks.{layer}.hook_mlp_out"]  # type: ignore[index]
+    head = int(src.split(".h")[1])
+    z = cache[f"blocks.{layer}.attn.hook_z"][:, :, head]  # type: ignore[index]
+    return z @ model.blocks[layer].attn.W_O[head]
+
+
+def path_patched(
+    model: nn.Module, x: torch.Tensor, src: str, dst: str, corrupt: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Logits with edge ``src->dst`` carrying 0 (or ``src``'s output on ``corrupt``)."""
+    _, cache = model.run_with_cache(x)
+    out = _source_out(model, cache, src)
+    if corrupt is None:
+        change = -out
+    else:
+        _, corrupt_cache = model.run_with_cache(corrupt)
+        change = _source_out(model, corrupt_cache, src) - out
+    n_layers = model.cfg.n_layers
+    if dst == "logits":
+        name = f"blocks.{n_layers - 1}.hook_resid_post"  # read only by the unembedding
+
+        def hook(value, hook):
+            return value + change
+
+    elif dst.startswith("m"):
+        layer = int(dst[1:])
+        if hasattr(model, "set_use_hook_mlp_in"):  # HookedTransformer: the MLP's own input
+            model.set_use_hook_mlp_in(True)
+            name = f"blocks.{layer}.hook_mlp_in"
+        else:  # the bridge's hook_resid_mid is ln2's input, read only by the MLP
+            name = f"blocks.{layer}.hook_resid_mid"
+
+        def hook(value, hook):
+            return value + change
+
+    else:
+        head_name, kind = dst[:-3], dst[-2]
+        layer, head = (int(p[1:]) for p in head_name.split("."))
+        attn = model.blocks[layer].attn
+        w, b = getattr(attn, f"W_{kind.upper()}")[head], getattr(attn, f"b_{kind.upper()}")[head]
+        resid = cache[f"blocks.{layer}.hook_resid_pre"]
+        name = f"blocks.{layer}.attn.hook_{kind}"
+
+        def hook(value, hook):
+            value = value.clone()
+            value[:, :, head] = model.blocks[layer].ln1(resid + change) @ w + b
+            return value
+
+    try:
+        return model.run_with_hooks(x, fwd_hooks=[(name, hook)])
+    finally:
+        if hasattr(model, "set_use_hook_mlp_in"):
+            model.set_use_hook_mlp_in(False)
+
+
+def _only(model: nn.Module, edge: str, keep: bool) -> dict[str, torch.Tensor]:
+    """Bool masks over every edge site: ``edge`` alone ``keep``, every other edge not."""
+    out = {}
+    for site in sc.list_sites(model, "edge"):
+        mask = torch.full(site.shape, not keep)
+        if edge in site.edges:
+            mask[site.edges.index(edge)] = keep
+        out[site.name] = mask
+    return out
+
+
+def _snapshot(model: nn.Module) -> dict[str, object]:
+    return {
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
+        "hooks": [
+            (n, len(m._forward_hooks), len(m._forward_pre_hooks)) for n, m in model.named_modules()
+        ],
+        "training": [m.training for m in model.modules()],
+    }
+
+
+def _same(a: dict[str, object], b: dict[str, object]) -> bool:
+    sa, sb = a["state"], b["state"]
+    assert isinstance(sa, dict) and isinstance(sb, dict)
+    same_state = list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    return same_state and all(a[k] == b[k] for k in ("grad", "hooks", "training"))
+
+
+# ----------------------------------------------------------------- the graph and sites
+@pytest.mark.parametrize("make", FAMILIES)
+def test_edge_sites_name_every_edge_of_the_graph(make):
+    model = _model(make)
+    sites = sc.list_sites(model, "edge")
+    edges = [e for s in sites for e in s.edges]
+    n, h = model.cfg.n_layers, model.cfg.n_heads
+    sources = 1 + n * (h + 1)
+    # q, k, v of every head read every earlier source; each MLP reads the heads of its layer too
+    expected = sum(3 * h * (1 + layer * (h + 1)) + (1 + layer * (h + 1) + h) for layer in range(n))
+    assert len(edges) == len(set(edges)) == expected + sources
+    assert "a0.h1->a1.h2<v>" in edges and "m1->logits" in edges and "input->m0" in edges
+    assert "a1.h0->a1.h2<q>" not in edges  # a head never reads its own layer's heads
+    assert [s.numel for s in sites] == [len(s.edges) for s in sites]
+
+
+# ----------------------------------------------------------------- all on / one off
+@pytest.mark.parametrize("make", FAMILIES)
+def test_all_edges_on_equals_unmasked_model(make):
+    model, x = _model(make), token_input()
+    with torch.no_grad():
+        reference = model(x)
+    with sc.attach_masks(model, sc.MaskConfig(unit="edge", init=1.0)) as masks:
+        masks.eval()
+        assert torch.equal(model(x), reference)  # hard masks keeping everything: untouched
+        # soft masks of exactly 1 recompute every destination from the split residual
+        masks.train()
+        masks.beta = 200.0
+        assert bool((masks.mask("blocks.1.hook_q_input") == 1).all())
+        out = model(x)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=0)
+
+
+EDGES = ["a0.h1->a1.h2<v>", "a0.h3->a1.h0<q>", "input->a1.h1<k>", "m0->a1.h3<v>",
+         "a0.h2->m0", "a1.h1->m1", "input->m1", "a0.h0->logits", "m1->logits", "input->a0.h2<q>"]  # fmt: skip
+
+
+@pytest.mark.parametrize("make", FAMILIES)
+@pytest.mark.parametrize("edge", EDGES)
+def test_one_edge_off_equals_hand_written_path_ablation(make, edge):
+    model, x = _model(make), token_input()
+    src, dst = edge.split("->")
+    with torch.no_grad():
+        expected = path_patched(model, x, src, dst)
+        plain = model(x)
+        with sc.attach_masks(model, sc.MaskConfig(unit="edge", init=1.0)) as masks:
+            masks.eval()
+            for site in masks.sites.values():
+                if edge in site.edges:
+                    masks.logits[site.name][site.edges.index(edge)] = -1.0
+            got = model(x)
+    assert (expected - plain).abs().max() > 1e-4  # the edge matters: the test can fail
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("make", FAMILIES)
+def test_edge_targets_mask_only_the_named_edges(make):
+    model, x = _model(make), token_input()
+    edge = "a0.h1->a1.h2<v>"
+    with torch.no_grad():
+        expected = path_patched(model, x, "a0.h1", "a1.h2<v>")
+        with sc.attach_masks(model, sc.MaskConfig(unit="edge", targets=[edge], init=-1.0)) as m:
+            m.eval()
+            assert {n: s.edges for n, s in m.sites.items()} == {"blocks.1.hook_v_input": (edge,)}
+            got = model(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    with sc.attach_masks(model, sc.MaskConfig(unit="edge", targets=["a0.h1->*"])) as m:
+        assert all(e.startswith("a0.h1->") for s in m.sites.values() for e in s.edges)
+        assert (
+            sum(s.numel for s in m.sites.values()) == 3 * 4 + 2 + 1
+        )  # q/k/v of 4 heads, m0, m1, logits
+    with sc.attach_masks(model, sc.MaskConfig(unit="edge", targets=["blocks.0.*"])) as m:
+        assert all(n.startswith("blocks.0.") for n in m.sites)
+
+
+# ----------------------------------------------------------------- detach and training
+@pytest.mark.parametrize("make", FAMILIES)
+def test_detach_restores_the_model_bit_identically(make):
+    model, x = _model(make), token_input()
+    with torch.no_grad():
+        reference = model(x)  # the bridge wires its own capture hooks at its first forward
+    before = _snapshot(model)
+    masks = sc.attach_masks(model, sc.MaskConfig(unit="edge", init=0.05))
+    model.reset_hooks()  # TransformerLens' own reset leaves our hooks in place
+    loss = model(x).logsumexp(-1).mean() + 1e-3 * masks.l0()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in masks.logits.values())
+    masks.detach()
+    masks.detach()  # twice is harmless
+    assert _same(before, _snapshot(model))
+    with torch.no_grad():
+        assert torch.equal(model(x), reference)
+
+
+@needs_tl4
+def test_failed_attach_leaves_the_model_unchanged(monkeypatch):
+    from sc_interp import _edge_runtime
+
+    model = _model(make_bridge)
+    before = _snapshot(model)
+    calls = {"n": 0}
+    original = _edge_runtime.EdgeRuntime.install_destination
+
+    def failing(self, site):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, site)
+
+    monkeypatch.setattr(_edge_runtime.EdgeRuntime, "install_destination", failing)
+    with pytest.raises(KeyboardInterrupt):
+        sc.attach_masks(model, sc.MaskConfig(unit="edge"))
+    assert _same(before, _snapshot(model))
+
+
+@needs_tl4
+def test_every_relaxation_trains_edge_masks():
+    model, x = _model(make_bridge), token_input()
+    for relaxation in ("continuous", "hard_concrete", "straight_through"):
+        with sc.attach_masks(model, sc.MaskConfig(unit="edge", relaxation=relaxation)) as masks:
+            with masks.step() as step:
+                loss = model(x).logsumexp(-1).mean() + 1e-3 * step.l0()
+            loss.backward()
+            grads = [p.grad for p in masks.logits.values()]
+            assert all(g is not None and torch.isfinite(g).all() for g in grads), relaxation
+            assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0, relaxation
+
+
+# ----------------------------------------------------------------- ablate / isolate
+@pytest.mark.parametrize("make", FAMILIES)
+def test_ablate_one_edge_zero_equals_path_ablation(make):
+    model, x = _model(make), token_input()
+    edge = "a0.h1->a1.h2<v>"
+    before = _snapshot(model)
+    with torch.no_grad():
+        expected = path_patched(model, x, "a0.h1", "a1.h2<v>")
+        with sc.ablate(model, _only(model, edge, keep=True), "zero"):
+            got = model(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert _same(before, _snapshot(model))
+
+
+@pytest.mark.parametrize("make", FAMILIES)
+@pytest.mark.parametrize("edge", ["a0.h1->a1.h2<v>", "input->a1.h0<k>", "a1.h3->logits", "m0->m1"])
+def test_resample_equals_hand_written_path_patch(make, edge):
+    model = _model(make)
+    x = token_input()[:2]
+    corrupt = x.flip(0)  # with data=x, each example's only other input is the other one
+    src, dst = edge.split("->")
+    with torch.no_grad():
+        expected = path_patched(model, x, src, dst, corrupt=corrupt)
+        zeroed = path_patched(model, x, src, dst)
+        with sc.ablate(model, _only(model, edge, keep=True), "resample", data=x):
+            got = model(x)
+    assert (expected - zeroed).abs().max() > 1e-4  # the corrupted input matters
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@needs_tl4
+def test_mean_ablation_feeds_the_source_mean():
+    model, x = _model(make_bridge), token_input()
+    edge = "a0.h1->a1.h2<v>"
+    with torch.no_grad():
+        _, cache = model.run_with_cache(x)
+        mean = _source_out(model, cache, "a0.h1").mean(dim=(0, 1))
+        corrupt_like = mean.expand_as(_source_out(model, cache, "a0.h1"))
+        # a path patch whose "corrupted" source output is the mean everywhere
+        out = _source_out(model, cache, "a0.h1")
+        w, b = model.blocks[1].attn.W_V[2], model.blocks[1].attn.b_V[2]
+        resid = cache["blocks.1.hook_resid_pre"]
+
+        def hook(value, hook):
+            value = value.clone()
+            value[:, :, 2] = model.blocks[1].ln1(resid - out + corrupt_like) @ w + b
+            return value
+
+        expected = model.run_with_hooks(x, fwd_hooks=[("blocks.1.attn.hook_v", hook)])
+        with sc.ablate(model, _only(model, edge, keep=True), "mean", data=x):
+            got = model(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@needs_tl4
+def test_isolate_keeps_only_the_subnetwork_edges():
+    model, x = _model(make_bridge), token_input()
+    edge = "a0.h1->a1.h2<v>"
+    with torch.no_grad():
+        full = sc.Subnetwork.from_masks(model, _only(model, edge, keep=False))
+        with sc.ablate(model, full, "zero"):
+            ablated = model(x)  # every edge but one removed
+        with sc.isolate(model, _only(model, edge, keep=False), "zero"):
+            isolated = model(x)  # every edge but one kept
+        expected = path_patched(model, x, "a0.h1", "a1.h2<v>")
+    torch.testing.assert_close(isolated, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(ablated, isolated)
+
+
+@needs_tl4
+def test_subnetwork_learned_on_edge_targets_round_trips(tmp_path):
+    model, x = _model(make_bridge), token_input()
+    config = sc.MaskConfig(unit="edge", targets=["a0.*->a1.h2<v>", "*->logits"], init=-1.0)
+    with sc.attach_masks(model, config) as masks:
+        masks.eval()
+        with torch.no_grad():
+            expected = model(x)
+        path = masks.save(tmp_path / "edges.safetensors")
+        sub = sc.Subnetwork(
+            {k: v.detach().clone() for k, v in masks.logits.items()}, config, fingerprint=""
+        )
+    with sc.load_masks(model, path) as loaded, torch.no_grad():
+        loaded.eval()
+        torch.testing.assert_close(model(x), expected)
+    with sub.attach(model) as attached, torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+        assert {n: s.edges for n, s in attached.sites.items()} == {
+            n: s.edges for n, s in masks.sites.items()
+        }
+    with sc.isolate(model, sub), torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+
+
+# ----------------------------------------------------------------- errors
+def test_edges_need_a_transformer_lens_model():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ConfigError, match="no 'edge' sites"):
+        sc.attach_masks(net, sc.MaskConfig(unit="edge"))
+
+
+@needs_tl4
+def test_bad_edge_input_raises_and_leaves_the_model_unchanged():
+    model = _model(make_bridge)
+    before = _snapshot(model)
+    with pytest.raises(TargetError, match="match no edge") as info:
+        sc.attach_masks(model, sc.MaskConfig(unit="edge", targets=["a9.h0->*"]))
+    assert "a0.h1->*" in str(info.value)  # says what is allowed
+    with pytest.raises(ConfigError, match="random"):
+        with sc.ablate(model, _only(model, "input->m0", keep=True), "random"):
+            pass
+    with pytest.raises(ConfigError, match="needs data"):
+        with sc.ablate(model, _only(model, "input->m0", keep=True), "resample"):
+            pass
+    with sc.attach_masks(model, sc.MaskConfig(unit="edge")) as masks:
+        with pytest.raises(ConfigError, match="bake cannot"):
+            sc.bake(model, masks)
+    with pytest.raises(ScInterpError, match="positions"):
+        with sc.ablate(model, _only(model, "input->m0", keep=True), "resample", data=token_input()):
+            model(token_input()[:, :4])
+    assert _same(before, _snapshot(model))
+
+
+@needs_tl4
+def test_unsupported_transformer_lens_models_are_refused():
+    from conftest import TL_CFG
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    gqa = TransformerBridge.boot_native(
+        TransformerBridgeConfig(**{**TL_CFG, "n_key_value_heads": 2})
+    )
+    with pytest.raises(sc.UnsupportedModelError, match="grouped-query"):
+        sc.attach_masks(gqa, sc.MaskConfig(unit="edge"))
+    assert sc.list_sites(gqa, "head")  # other units still work
+
+
+def test_exact_edge_names_are_escaped():
+    assert glob.escape("a0.h1->a1.h2<q>") == "a0.h1->a1.h2<q>"
