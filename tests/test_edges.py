@@ -15,7 +15,7 @@ from conftest import make_bridge, make_hooked, needs_tl3, needs_tl4, token_input
 from torch import nn
 
 import sc_interp as sc
-from sc_interp.errors import ConfigError, ScInterpError, TargetError
+from sc_interp.errors import CircuitError, ConfigError, ScInterpError, TargetError
 
 FAMILIES = [
     pytest.param(make_bridge, id="tl4", marks=needs_tl4),
@@ -387,3 +387,68 @@ def test_unsupported_transformer_lens_models_are_refused():
 
 def test_exact_edge_names_are_escaped():
     assert glob.escape("a0.h1->a1.h2<q>") == "a0.h1->a1.h2<q>"
+
+
+# ----------------------------------------------------------------- circuits at edge level
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+@needs_tl4
+def test_edge_subnetwork_to_eap_json_and_compare_at_edge_level(tmp_path):
+    model = _model(make_bridge)  # the fixtures' graph: 2 layers, 4 heads, 110 edges
+    reference = sc.circuits.load(FIXTURES / "eap_graph.json")
+    keep = {
+        site.name: torch.tensor([e in reference.edges for e in site.edges])
+        for site in sc.list_sites(model, "edge")
+    }
+    sub = sc.Subnetwork.from_masks(model, keep)
+    path = sc.circuits.to_eap_json(sub, tmp_path / "sub.json", model=model)
+    written = sc.circuits.load(path)
+    assert written.edges == reference.edges
+    assert set(written.scores) == {e for s in sc.list_sites(model, "edge") for e in s.edges}
+    row = sc.compare(sub, FIXTURES / "eap_graph.json", model=model).iloc[0]
+    n = len(reference.edges)
+    assert n > 5
+    assert (row["n_units"], row["n_sub"], row["n_circuit"]) == (110, n, n)
+    assert row["iou"] == row["precision"] == row["recall"] == 1.0
+    assert row["aggregation"] == "edge"
+    # one edge dropped, one added: counts move as they must
+    dropped = sorted(reference.edges)[0]
+    extra = next(e for e in sorted(written.scores) if e not in reference.edges)
+    changed = sc.Subnetwork.from_masks(
+        model,
+        {
+            site.name: torch.tensor(
+                [(e in reference.edges and e != dropped) or e == extra for e in site.edges]
+            )
+            for site in sc.list_sites(model, "edge")
+        },
+    )
+    frame = sc.compare(changed, FIXTURES / "eap_graph.json", model=model)
+    row = frame.iloc[0]
+    assert (row["n_both"], row["n_sub"], row["n_circuit"]) == (n - 1, n, n)
+    assert row["iou"] == pytest.approx((n - 1) / (n + 1))
+    assert list(frame["layer"]) == ["all", 0, 1, "logits"]
+    assert frame["n_units"].iloc[1:].sum() == 110
+
+
+@needs_tl4
+def test_edge_subnetwork_compares_at_node_level_too(tmp_path):
+    model = _model(make_bridge)
+    sub = sc.Subnetwork.from_masks(model, _only(model, "a0.h1->a1.h2<v>", keep=True))
+    nodes = sc.compare(sub, ["a0.h1", "a1.h2", "a1.h3"], model=model)  # a head list: nodes
+    row = nodes.iloc[0]
+    assert nodes.attrs["level"] == "node"
+    assert (row["n_sub"], row["n_both"], row["n_circuit"]) == (2, 2, 3)
+    forced = sc.compare(sub, FIXTURES / "eap_graph.json", model=model, level="node")
+    assert forced.attrs["level"] == "node"
+    with pytest.raises(CircuitError, match="level='edge' needs edges"):
+        sc.compare(sub, ["a0.h1"], model=model, level="edge")
+    with pytest.raises(CircuitError, match="level must be"):
+        sc.compare(sub, ["a0.h1"], model=model, level="edges")
+    # a saved Subnetwork keeps its edge names: no model needed to read it as a graph
+    path = sub.save(tmp_path / "sub.safetensors")
+    loaded = sc.Subnetwork.load(path)
+    assert loaded.edges == sub.edges
+    row = sc.compare(loaded, ["a0.h1->a1.h2<v>"]).iloc[0]
+    assert (row["n_units"], row["n_sub"], row["iou"]) == (110, 1, 1.0)
