@@ -452,3 +452,35 @@ def test_edge_subnetwork_compares_at_node_level_too(tmp_path):
     assert loaded.edges == sub.edges
     row = sc.compare(loaded, ["a0.h1->a1.h2<v>"]).iloc[0]
     assert (row["n_units"], row["n_sub"], row["iou"]) == (110, 1, 1.0)
+
+
+@needs_tl4
+def test_learned_edge_mask_recovers_the_planted_path(tmp_path):
+    from sc_interp.toy import planted_bridge
+
+    bridge, task_a, task_b = planted_bridge()
+    # A's planted path: head 0 reads a (value) from position 0 (query/key: the markers), the
+    # MLP's neurons 0-7 turn it into A's logits; nothing else reaches A's logits
+    planted = ["input->a0.h0<q>", "input->a0.h0<k>", "input->a0.h0<v>", "a0.h0->m0", "m0->logits"]
+    sub = sc.train_masks(
+        bridge,
+        sc.MaskConfig(unit="edge"),
+        task_a,
+        sc.TrainConfig(epochs=12, lr=0.05, progress=False),
+    )
+    kept = {
+        e
+        for site, names in sub.edges.items()
+        for e, k in zip(names, sub.masks[site].tolist(), strict=True)
+        if k
+    }
+    assert len(kept & set(planted)) / len(kept | set(planted)) >= 0.9
+    path = sc.circuits.to_eap_json(
+        sc.circuits.load(planted), tmp_path / "planted.json", model=bridge
+    )
+    row = sc.compare(sub, path, model=bridge).iloc[0]
+    assert row["aggregation"] == "edge" and row["n_units"] == 23
+    assert row["iou"] >= 0.9
+    with sc.isolate(bridge, sub):
+        assert sc.evaluate(bridge, task_a).accuracy > 0.95
+        assert sc.evaluate(bridge, task_b).accuracy < 0.6
