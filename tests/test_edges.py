@@ -484,3 +484,20 @@ def test_learned_edge_mask_recovers_the_planted_path(tmp_path):
     with sc.isolate(bridge, sub):
         assert sc.evaluate(bridge, task_a).accuracy > 0.95
         assert sc.evaluate(bridge, task_b).accuracy < 0.6
+
+
+@needs_tl4
+def test_compositionality_runs_on_edge_masks():
+    from sc_interp.toy import planted_bridge
+
+    bridge, task_a, task_b = planted_bridge()
+    report = sc.test_compositionality(
+        bridge, task_a, task_b, mask=sc.MaskConfig(unit="edge", targets=["*->m0", "*->logits", "blocks.0.hook_v_input"]),
+        train=sc.TrainConfig(epochs=8, lr=0.05, progress=False), seeds=1,
+        controls=("random_subnetwork",), n_boot=50,
+    )  # fmt: skip
+    sites = set(report.overlap["site"])
+    assert {"blocks.0.hook_mlp_in", "blocks.0.hook_resid_post", "blocks.0.hook_v_input"} <= sites
+    # A and B share the MLP and its edge to the logits, not their heads' value inputs
+    values = report.overlap[report.overlap["site"] == "blocks.0.hook_v_input"]["iou"]
+    assert values.notna().all() and (values < 0.5).all()
