@@ -501,3 +501,25 @@ def test_compositionality_runs_on_edge_masks():
     # A and B share the MLP and its edge to the logits, not their heads' value inputs
     values = report.overlap[report.overlap["site"] == "blocks.0.hook_v_input"]["iou"]
     assert values.notna().all() and (values < 0.5).all()
+
+
+@needs_tl3
+@pytest.mark.tl3
+def test_learned_edge_mask_against_the_auto_circuit_fixture():
+    # the model and data auto-circuit ran on (tests/fixtures/make_autocircuit.py): predict the
+    # token at position 2 from the last position; auto-circuit scored edges by attribution
+    model = _model(make_hooked)
+    clean = torch.randint(0, 20, (16, 6), generator=torch.Generator().manual_seed(0))
+    task = sc.Subtask(
+        "copy", train=(clean, clean[:, 2]), test=(clean, clean[:, 2]), chance=0.05,
+        readout=lambda out: out[:, -1, :],
+    )  # fmt: skip
+    sub = sc.train_masks(
+        model, sc.MaskConfig(unit="edge"), task, sc.TrainConfig(epochs=10, lr=0.05, progress=False)
+    )
+    top = sc.circuits.load(FIXTURES / "autocircuit_qkv_prune_scores.json").top(12)
+    frame = sc.compare(sub, top, model=model)
+    row = frame.iloc[0]
+    assert (row["n_units"], row["n_circuit"], row["n_circuit_outside"]) == (110, 12, 0)
+    assert 0 < row["n_sub"] < 110 and 0.0 <= row["iou"] <= 1.0
+    assert frame.attrs["level"] == "edge" and list(frame["layer"]) == ["all", 0, 1, "logits"]
