@@ -11,7 +11,7 @@ import glob
 
 import pytest
 import torch
-from conftest import make_bridge, make_hooked, needs_tl3, needs_tl4, token_input
+from conftest import make_bridge, make_hooked, needs_nnsight, needs_tl3, needs_tl4, token_input
 from torch import nn
 
 import sc_interp as sc
@@ -523,3 +523,41 @@ def test_learned_edge_mask_against_the_auto_circuit_fixture():
     assert (row["n_units"], row["n_circuit"], row["n_circuit_outside"]) == (110, 12, 0)
     assert 0 < row["n_sub"] < 110 and 0.0 <= row["iou"] <= 1.0
     assert frame.attrs["level"] == "edge" and list(frame["layer"]) == ["all", 0, 1, "logits"]
+
+
+@needs_tl4
+@needs_nnsight
+def test_edge_masks_act_inside_an_nnsight_trace():
+    from nnsight import NNsight
+
+    model, x = _model(make_bridge), token_input()
+    wrapped = NNsight(model)
+    config = sc.MaskConfig(unit="edge", targets=["a0.h1->a1.h2<v>"], init=-1.0)
+    with torch.no_grad():
+        expected = path_patched(model, x, "a0.h1", "a1.h2<v>")
+        with sc.attach_masks(wrapped, config) as masks:
+            masks.eval()
+            with wrapped.trace(x):
+                out = wrapped.output.save()
+    got = out if isinstance(out, torch.Tensor) else out.value
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@needs_tl4
+def test_ablating_an_attached_edge_maskset_equals_ablating_its_hard_masks():
+    model, x = _model(make_bridge), token_input()
+    masks = sc.attach_masks(model, sc.MaskConfig(unit="edge", init=1.0))
+    try:
+        masks.eval()
+        with torch.no_grad():
+            masks.logits["blocks.1.hook_v_input"][::3] = -1.0
+            masks.logits["blocks.1.hook_resid_post"][1::2] = -1.0
+            hard = masks.hard()
+            own = model(x)
+            with sc.ablate(model, masks):
+                stacked = model(x)
+            assert torch.equal(model(x), own)
+    finally:
+        masks.detach()
+    with torch.no_grad(), sc.ablate(model, hard):
+        torch.testing.assert_close(stacked, model(x))
