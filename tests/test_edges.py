@@ -88,7 +88,7 @@ def path_patched(
     try:
         return model.run_with_hooks(x, fwd_hooks=[(name, hook)])
     finally:
-        if hasattr(model, "set_use_hook_mlp_in"):
+        if name.endswith("hook_mlp_in"):
             model.set_use_hook_mlp_in(False)
 
 
@@ -194,6 +194,42 @@ def test_edge_targets_mask_only_the_named_edges(make):
         )  # q/k/v of 4 heads, m0, m1, logits
     with sc.attach_masks(model, sc.MaskConfig(unit="edge", targets=["blocks.0.*"])) as m:
         assert all(n.startswith("blocks.0.") for n in m.sites)
+
+
+def _attn_only(make: object) -> nn.Module:
+    from conftest import TL_CFG
+
+    if make is make_bridge:
+        from transformer_lens.config import TransformerBridgeConfig
+        from transformer_lens.model_bridge import TransformerBridge
+
+        model = TransformerBridge.boot_native(TransformerBridgeConfig(**TL_CFG, attn_only=True))
+    else:
+        from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+        model = HookedTransformer(HookedTransformerConfig(**TL_CFG, attn_only=True))
+    return model.eval()
+
+
+@pytest.mark.parametrize("make", FAMILIES)
+def test_attention_only_models_have_no_mlp_edges(make):
+    model, x = _attn_only(make), token_input()
+    sites = sc.list_sites(model, "edge")
+    edges = [e for s in sites for e in s.edges]
+    assert not any(node.startswith("m") for e in edges for node in e.split("->"))
+    assert sum(s.numel for s in sites) == 3 * 4 * 1 + 3 * 4 * 5 + 9  # layer 0, layer 1, logits
+    with torch.no_grad():
+        reference = model(x)
+        with sc.attach_masks(model, sc.MaskConfig(unit="edge", init=1.0)) as masks:
+            masks.train()
+            masks.beta = 200.0
+            torch.testing.assert_close(model(x), reference, atol=1e-5, rtol=0)
+        for edge in ("a0.h1->a1.h2<v>", "a0.h2->logits", "input->a1.h0<q>"):
+            expected = path_patched(model, x, *edge.split("->"))
+            config = sc.MaskConfig(unit="edge", targets=[edge], init=-1.0)
+            with sc.attach_masks(model, config) as masks:
+                masks.eval()
+                torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=0)
 
 
 # ----------------------------------------------------------------- detach and training
