@@ -118,6 +118,10 @@ class Handle:
 
 def is_masked(root: nn.Module, site: Site) -> bool:
     """Whether ``site`` already carries an sc-interp mask."""
+    if site.kind == "edge":
+        from sc_interp import _edge_runtime
+
+        return _edge_runtime.is_masked(root, site)
     module = root.get_submodule(site.module) if site.module else root
     if site.kind == "activation" and site.io == "input":
         return any(isinstance(h, InputMask) for h in module._forward_pre_hooks.values())
@@ -131,6 +135,11 @@ def is_masked(root: nn.Module, site: Site) -> bool:
 
 def install(root: nn.Module, site: Site, masks: MaskSet) -> Handle:
     """Install the mask for ``site`` on ``root`` and return how to undo it."""
+    if site.kind == "edge":
+        from sc_interp import _edge_runtime
+
+        module, removers = _edge_runtime.install(root, site, masks)
+        return Handle(module, site, hook=removers)
     module = root.get_submodule(site.module) if site.module else root
     if site.kind == "activation" and site.io == "input":
         hook = module.register_forward_pre_hook(InputMask(masks, site.name), with_kwargs=True)

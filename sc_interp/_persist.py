@@ -7,7 +7,6 @@ version, mask config, site names, model fingerprint). Nothing is ever unpickled.
 from __future__ import annotations
 
 import copy
-import glob
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ from torch import nn
 from sc_interp import _hooks, _safetensors, _validate
 from sc_interp._freezing import original_requires_grad
 from sc_interp._safetensors import meta_field, site_names, version
-from sc_interp.adapters import find_sites, resolve
 from sc_interp.adapters import hf as _hf
+from sc_interp.adapters import resolve
 from sc_interp.errors import ConfigError, MaskFileError
-from sc_interp.masks import MaskConfig, MaskSet, attach_masks
+from sc_interp.masks import MaskConfig, MaskSet, attach_masks, exact_config, model_sites
 from sc_interp.sites import model_fingerprint
 from sc_interp.subnetwork import Subnetwork, file_config
 
@@ -98,7 +97,7 @@ def load_masks(model: object, path: str | Path) -> MaskSet:
     tensors, meta = read_safetensors(path)
     config = check_mask_file(tensors, meta, path, root)
     names = site_names(meta, tensors, path)
-    sites = {s.name: s for s in find_sites(root, config.unit)}
+    sites = model_sites(root, config)
     missing = [n for n in names if n not in sites]
     if missing:
         raise MaskFileError(f"{path}: sites {missing[:5]} do not exist in this model")
@@ -109,8 +108,7 @@ def load_masks(model: object, path: str | Path) -> MaskSet:
                 f"needs {tuple(sites[name].shape)}"
             )
     # saved names are matched exactly, never re-read as glob patterns
-    config = MaskConfig(**{**config.to_dict(), "targets": [glob.escape(n) for n in names]})
-    masks = attach_masks(root, config)
+    masks = attach_masks(root, exact_config(config, names))
     try:
         with torch.no_grad():
             for name, param in masks.logits.items():
@@ -154,6 +152,12 @@ def bake(model: object, masks: MaskSet | Subnetwork | dict[str, torch.Tensor]) -
         )
     if masks.model is not root or not masks.attached:
         raise ConfigError("bake needs a MaskSet that is attached to this model")
+    if masks.config.unit == "edge":
+        raise ConfigError(
+            "bake cannot turn edge masks into weights (an edge is a path between two "
+            "components, not a slice of a weight); bake takes weight, neuron and head masks. "
+            "Run edge subnetworks inside ablate(...)/isolate(...) or with the masks attached"
+        )
     replaced = [n for n, s in masks.sites.items() if s.kind != "param" and n in masks._replacements]
     if replaced:
         raise ConfigError(

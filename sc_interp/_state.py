@@ -15,9 +15,14 @@ from collections.abc import Iterator
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sc_interp import _hooks
+from sc_interp import _edge_runtime, _hooks
 
-_OURS = (_hooks.ActivationMask, _hooks.InputMask)
+_OURS = (
+    _hooks.ActivationMask,
+    _hooks.InputMask,
+    _edge_runtime.EdgeSourceHook,
+    _edge_runtime.EdgeDestinationHook,
+)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,11 @@ method         replacement                                          units
                ``data``: donors drawn afresh for every batch
                (seeded), never the example itself
 =============  ==================================================  ===============
+
+Edge subnetworks (``unit="edge"``) take ``zero``, ``mean`` and ``resample``: a removed edge
+``src->dst`` feeds ``dst`` zero, the mean of ``src``'s output, or ``src``'s output on
+another input (a path patch, as ACDC and EAP ablate edges), see
+:mod:`sc_interp._edge_ablate`.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ from sc_interp.sites import Site
 from sc_interp.subnetwork import Subnetwork
 
 METHODS = ("zero", "random", "mean", "resample")
-_UNITS_OF = {"zero": ("weight", "neuron", "head"), "random": ("weight",),
-             "mean": ("neuron", "head"), "resample": ("neuron", "head")}  # fmt: skip
+_UNITS_OF = {"zero": ("weight", "neuron", "head", "edge"), "random": ("weight",),
+             "mean": ("neuron", "head", "edge"), "resample": ("neuron", "head", "edge")}  # fmt: skip
 
 SubnetworkLike = Subnetwork | MaskSet | dict[str, Tensor]
 
@@ -112,7 +117,7 @@ def _applied(
     model: object, root: nn.Module, sub: SubnetworkLike, method: str, data: Any, seed: int,
     keep_subnetwork: bool,
 ) -> Iterator[MaskSet]:  # fmt: skip
-    hard, unit = _as_masks(root, sub)
+    hard, unit, targets = _as_masks(root, sub)
     if unit not in _UNITS_OF[method]:
         allowed = [m for m in METHODS if unit in _UNITS_OF[m]]
         raise ConfigError(f"method {method!r} does not apply to {unit} units; use one of {allowed}")
@@ -122,9 +127,7 @@ def _applied(
     # an attached MaskSet being ablated is switched off while ours act on the same sites
     stacked = isinstance(sub, MaskSet) and sub.attached
     with sub.disabled() if stacked else contextlib.nullcontext():  # type: ignore[union-attr]
-        masks = attach_masks(
-            root, MaskConfig(unit=unit, targets=_exact(hard), init=1.0), stack=stacked
-        )
+        masks = attach_masks(root, MaskConfig(unit=unit, targets=targets, init=1.0), stack=stacked)
         handles: list[Any] = []
         try:
             with torch.no_grad():
@@ -150,24 +153,35 @@ def _exact(hard: dict[str, Tensor]) -> list[str]:
     return [glob.escape(name) for name in hard]
 
 
-def _as_masks(root: nn.Module, sub: SubnetworkLike) -> tuple[dict[str, Tensor], str]:
-    """Hard masks keyed by site and their unit, checked against ``root``'s sites."""
+def _as_masks(root: nn.Module, sub: SubnetworkLike) -> tuple[dict[str, Tensor], str, list[str]]:
+    """Hard masks keyed by site, their unit and targets that select exactly their sites.
+
+    Edge sites learned with edge-name targets hold only the selected edges: their config's
+    targets select the same edges again.
+    """
     if isinstance(sub, Subnetwork):
         sub.check(root)
-        return sub.masks, sub.config.unit
+        return sub.masks, sub.config.unit, _targets(sub.masks, sub.config)
     if isinstance(sub, MaskSet):
         if sub.model is not root:
             raise AttachError(
                 "this MaskSet is attached to another model; use masks.hard() or save it and "
                 "load it onto this model"
             )
-        return sub.hard(), sub.config.unit
+        hard = sub.hard()
+        return hard, sub.config.unit, _targets(hard, sub.config)
     if isinstance(sub, dict):
         made = Subnetwork.from_masks(root, sub)
-        return made.masks, made.config.unit
+        return made.masks, made.config.unit, _exact(made.masks)
     raise ConfigError(
         f"expected a Subnetwork, MaskSet or non-empty {{site: bool mask}} dict, got {type(sub).__name__}"
     )
+
+
+def _targets(hard: dict[str, Tensor], config: MaskConfig) -> list[str]:
+    if config.unit == "edge" and config.targets is not None:
+        return list(config.targets)
+    return _exact(hard)
 
 
 def _fresh_weights(root: nn.Module, hard: dict[str, Tensor], seed: int) -> dict[str, Tensor]:
@@ -193,6 +207,12 @@ def _set_activation_replacements(
         raise ConfigError(
             "mean/resample need data as a non-empty input tensor, a PromptBatch or a Subtask"
         )
+    if masks.config.unit == "edge":
+        from sc_interp import _edge_ablate
+
+        donors = None if method == "mean" else Donors(inputs, torch.Generator().manual_seed(seed))
+        _edge_ablate.set_replacements(model, masks, method, inputs, donors)
+        return [] if donors is None else [_hooks.add_input_hook(masks.model, donors.draw)]
     recorded = record_activations(model, masks, inputs)
     if method == "mean":
         real = inputs.attention_mask if isinstance(inputs, PromptBatch) else None

@@ -65,13 +65,16 @@ def _solves(sub: float, full: float, chance: float) -> bool:
     return max(sub, chance) - chance >= SOLVES * (max(full, chance) - chance)
 
 
-def _random_masks(sub: Subnetwork, gen: torch.Generator) -> dict[str, torch.Tensor]:
+def _random_masks(sub: Subnetwork, gen: torch.Generator) -> dict[str, torch.Tensor] | Subnetwork:
     """A random mask with the same number of kept units at every site."""
     out = {}
     for name, mask in sub.masks.items():
         flat = torch.zeros(mask.numel(), dtype=torch.bool)
         flat[torch.randperm(mask.numel(), generator=gen)[: int(mask.sum())]] = True
         out[name] = flat.view(mask.shape)
+    if sub.config.unit == "edge":  # edge sites may hold only the targeted edges: keep them
+        logits = {k: torch.where(v, 1.0, -1.0) for k, v in out.items()}
+        return Subnetwork(logits, sub.config, fingerprint=sub.fingerprint, edges=sub.edges)
     return out
 
 

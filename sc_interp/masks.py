@@ -21,7 +21,7 @@ from sc_interp import _hooks, _validate
 from sc_interp._freezing import freeze, release
 from sc_interp._state import preserved
 from sc_interp.adapters import find_sites, resolve
-from sc_interp.errors import AttachError, ConfigError
+from sc_interp.errors import AttachError, ConfigError, ScInterpError
 from sc_interp.relax import RELAXATIONS, Relaxation, get_relaxation, hard_mask
 from sc_interp.sites import Site, check_unit, expand_to_activation, select_sites
 
@@ -35,9 +35,14 @@ class MaskConfig:
 
     Args:
         unit: ``"weight"`` (elementwise over weight matrices), ``"neuron"`` (hidden units,
-            output channels) or ``"head"`` (attention heads' outputs).
+            output channels), ``"head"`` (attention heads' outputs) or ``"edge"`` (edges
+            ``src->dst`` between a TransformerLens model's components: each destination
+            reads the masked sum of its upstream sources' outputs; see
+            :mod:`sc_interp._edge_runtime` for the cost, about ``sources x batch x
+            positions x d_model`` extra floats per forward).
         targets: glob patterns over site names (see :func:`sc_interp.list_sites`);
-            ``None`` masks every site of ``unit``.
+            ``None`` masks every site of ``unit``. For edges a pattern may also match
+            canonical edge names (``"a0.h1->*"``, ``"*->logits"``, ``"input->a1.h0<v>"``).
         relaxation: ``"continuous"`` (the paper), ``"hard_concrete"`` or ``"straight_through"``.
         init: initial value of every logit (paper grid: 0.1, 0.05, 0, -0.05). A positive
             value starts with every unit kept by the hard (eval) mask, but the soft
@@ -107,6 +112,43 @@ def list_sites(model: object, unit: str = "weight") -> list[Site]:
     return find_sites(model, unit)
 
 
+def config_sites(available: list[Site], config: MaskConfig) -> list[Site]:
+    """The sites ``config`` selects from ``available`` (edge targets may name single edges).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> [s.name for s in config_sites(list_sites(net, "neuron"), MaskConfig("neuron", ["2"]))]
+        ['2']
+    """
+    if config.unit == "edge":
+        from sc_interp._edge_graph import select_edges
+
+        return select_edges(available, config.targets)
+    return select_sites(available, config.targets)
+
+
+def model_sites(root: nn.Module, config: MaskConfig) -> dict[str, Site]:
+    """The model's sites of ``config.unit`` by name, shaped as ``config`` selects them.
+
+    Edge sites learned with edge-name targets hold only the selected edges, so saved or
+    learned masks are checked against ``config``'s selection; other units' sites always
+    have their full shape.
+    """
+    available = find_sites(root, config.unit)
+    if config.unit == "edge":
+        available = config_sites(available, config)
+    return {s.name: s for s in available}
+
+
+def exact_config(config: MaskConfig, names: Sequence[str]) -> MaskConfig:
+    """``config`` targeting exactly the sites ``names`` (edge configs keep their targets)."""
+    import glob
+
+    if config.unit == "edge" and config.targets is not None:
+        return config
+    return MaskConfig(**{**config.to_dict(), "targets": [glob.escape(n) for n in names]})
+
+
 class MaskLogits(nn.Parameter):
     """A parameter whose ``.data`` shares its version counter.
 
@@ -160,6 +202,7 @@ class MaskSet(nn.Module):
         self._hard_cache: dict[str, tuple[int, Tensor]] = {}
         self._weight_cache: dict[str, tuple[tuple[Any, ...], Tensor, Tensor, Tensor]] = {}
         self._handles: list[_hooks.Handle] = []
+        self._edge_runtimes: dict[str, Any] = {}  # edge sites: model path -> EdgeRuntime
         self._recorded: dict[str, tuple[Tensor, int, float]] | None = None
 
     # ----------------------------------------------------------------- views
@@ -310,8 +353,11 @@ class MaskSet(nn.Module):
         if not self._attached:
             return
         self._attached = False
-        _hooks.remove_all(self._handles)
-        self._handles = []
+        try:
+            _hooks.remove_all(self._handles)
+        finally:
+            self._handles = []
+            self._edge_runtimes = {}
         self._weight_cache.clear()
         release(self.model)
 
@@ -382,6 +428,13 @@ def _site_device(root: nn.Module, site: Site) -> torch.device:
     return torch.device("cpu")
 
 
+def _has_sites(root: nn.Module, unit: str) -> bool:
+    try:
+        return bool(list_sites(root, unit))
+    except ScInterpError:  # e.g. edges on a TransformerLens model they do not support
+        return False
+
+
 def attach_masks(
     model: object, config: MaskConfig, *, seed: int = 0, stack: bool = False
 ) -> MaskSet:
@@ -416,9 +469,9 @@ def attach_masks(
     if not available:
         raise ConfigError(
             f"the model has no {config.unit!r} sites; units with sites here: "
-            f"{[u for u in ('weight', 'neuron', 'head') if list_sites(root, u)]}"
+            f"{[u for u in ('weight', 'neuron', 'head', 'edge') if _has_sites(root, u)]}"
         )
-    sites = select_sites(available, config.targets)
+    sites = config_sites(available, config)
     taken = [] if stack else [s.name for s in sites if _hooks.is_masked(root, s)]
     if taken:
         raise AttachError(

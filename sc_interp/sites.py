@@ -7,6 +7,9 @@ a hook that scales an activation (``unit="neuron"`` / ``"head"``): a module's ou
 (``io="output"``, a forward hook) or its input (``io="input"``, a forward pre-hook; Hugging
 Face heads are the input of the attention output projection). A :class:`UnitMap` says which
 canonical circuit units (``a{L}.h{H}``, ``m{L}.n{I}``) a site's mask entries belong to.
+Edge sites (``unit="edge"``) group the edges into one kind of destination input of one layer
+(``blocks.1.hook_q_input``); ``Site.edges`` names each mask entry (``a0.h1->a1.h2<q>``), see
+:mod:`sc_interp._edge_graph`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import Tensor
 
 from sc_interp.errors import AttachError, ConfigError, TargetError
 
-Unit = Literal["weight", "neuron", "head"]
+Unit = Literal["weight", "neuron", "head", "edge"]
 UNITS: tuple[str, ...] = get_args(Unit)
 
 
@@ -115,6 +118,8 @@ class Site:
             unembeddings are listed but only masked when a target names them.
         units: the canonical circuit units the mask entries belong to (``None``: the site
             is no head or neuron, or its layout is unknown); used by :func:`sc_interp.compare`.
+        edges: for edge sites, the canonical edge name of each mask entry (in order); a
+            site selected by edge targets holds only the selected edges.
 
     Example:
         >>> s = Site("fc1", "neuron", (8,), module="fc1", axis=-1)
@@ -133,10 +138,13 @@ class Site:
     io: Literal["output", "input"] = "output"
     default: bool = True
     units: UnitMap | None = None
+    edges: tuple[str, ...] = ()
 
     @property
-    def kind(self) -> Literal["param", "activation"]:
-        """``"param"`` for weight sites, ``"activation"`` for neuron/head sites."""
+    def kind(self) -> Literal["param", "activation", "edge"]:
+        """``"param"`` for weight sites, ``"activation"`` for neuron/head sites, ``"edge"``."""
+        if self.unit == "edge":
+            return "edge"
         return "param" if self.unit == "weight" else "activation"
 
     @property
@@ -149,7 +157,7 @@ class Site:
 
 
 def check_unit(unit: str) -> None:
-    """Raise :class:`ConfigError` unless ``unit`` is one of ``weight``, ``neuron``, ``head``."""
+    """Raise :class:`ConfigError` unless ``unit`` is ``weight``, ``neuron``, ``head`` or ``edge``."""
     if not isinstance(unit, str) or unit not in UNITS:
         raise ConfigError(f"unknown unit {unit!r}; allowed units: {', '.join(UNITS)}")
 

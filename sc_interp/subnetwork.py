@@ -6,7 +6,6 @@ configs, the per-epoch history and the fingerprint of the model it was learned o
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ import torch
 from sc_interp import _validate
 from sc_interp._safetensors import meta_field, read, site_names, version, write
 from sc_interp.adapters import find_sites, resolve
-from sc_interp.errors import AttachError, ConfigError, MaskFileError, TargetError
-from sc_interp.masks import MaskConfig, MaskSet, attach_masks
+from sc_interp.errors import AttachError, ConfigError, MaskFileError, ScInterpError, TargetError
+from sc_interp.masks import MaskConfig, MaskSet, attach_masks, exact_config, model_sites
 from sc_interp.sites import UNITS, UnitMap, check_shapes, model_fingerprint
 
 FORMAT = "sc-interp.subnetwork/1"
@@ -37,6 +36,10 @@ class Subnetwork:
         units: for sites that are heads or neurons (or weights of them), which canonical
             circuit units their mask entries belong to (see :class:`~sc_interp.sites.UnitMap`);
             lets :func:`sc_interp.compare` map Hugging Face site names without the model.
+        edges: for edge subnetworks, the canonical edge name of each mask entry per site
+            (``{"blocks.1.hook_v_input": ("input->a1.h0<v>", ...)}``), so
+            :func:`sc_interp.compare` and :func:`sc_interp.circuits.to_eap_json` read the
+            subnetwork as a graph without the model.
 
     Example:
         >>> sub = Subnetwork({"fc": torch.tensor([1.0, -1.0])}, MaskConfig(unit="neuron"))
@@ -51,6 +54,7 @@ class Subnetwork:
     records: list[dict[str, float]] = field(default_factory=list)
     fingerprint: str = ""
     units: dict[str, UnitMap] = field(default_factory=dict)
+    edges: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, MaskConfig):
@@ -117,12 +121,20 @@ class Subnetwork:
             )
         root = resolve(model)
         for unit in UNITS:
-            sites = {s.name: s for s in find_sites(root, unit)}
+            try:
+                sites = {s.name: s for s in find_sites(root, unit)}
+            except ScInterpError:  # a unit this model does not support (edges on GQA)
+                continue
             if sites and set(masks) <= set(sites):
                 check_shapes(masks, sites)
                 logits = {k: torch.where(v.cpu(), 1.0, -1.0) for k, v in masks.items()}
+                edges = {k: sites[k].edges for k in masks if sites[k].edges}
                 return cls(
-                    logits, MaskConfig(unit=unit), task=task, fingerprint=model_fingerprint(root)
+                    logits,
+                    MaskConfig(unit=unit),
+                    task=task,
+                    fingerprint=model_fingerprint(root),
+                    edges=edges,
                 )
         raise TargetError(
             f"mask keys {sorted(masks)[:5]} are not sites of one unit kind of this model; "
@@ -145,8 +157,7 @@ class Subnetwork:
                     f"this Subnetwork was learned on another model: its fingerprint is "
                     f"{self.fingerprint}, this model's is {actual} (parameter names or shapes differ)"
                 )
-        sites = {s.name: s for s in find_sites(root, self.config.unit)}
-        check_shapes(self.logits, sites)
+        check_shapes(self.logits, model_sites(root, self.config))
 
     def to_maskset(self, model: object) -> MaskSet:
         """A detached MaskSet holding these masks (hard, eval mode) for ``model``'s sites.
@@ -156,7 +167,7 @@ class Subnetwork:
         """
         self.check(model)
         root = resolve(model)
-        sites = [s for s in find_sites(root, self.config.unit) if s.name in self.logits]
+        sites = [s for s in model_sites(root, self.config).values() if s.name in self.logits]
         masks = MaskSet(root, sites, self.config)
         with torch.no_grad():
             for name, param in masks.logits.items():
@@ -172,10 +183,7 @@ class Subnetwork:
                 or shapes differ); nothing is attached then.
         """
         self.check(model)
-        config = MaskConfig(
-            **{**self.config.to_dict(), "targets": [glob.escape(n) for n in self.logits]}
-        )
-        masks = attach_masks(model, config)
+        masks = attach_masks(model, exact_config(self.config, list(self.logits)))
         try:
             with torch.no_grad():
                 for name, param in masks.logits.items():
@@ -203,6 +211,7 @@ class Subnetwork:
             "fingerprint": self.fingerprint,
             "sites": list(self.logits),
             "units": {name: unit_map.to_dict() for name, unit_map in self.units.items()},
+            "edges": {name: list(names) for name, names in self.edges.items()},
         }
         return write(path, self.logits, meta)
 
@@ -228,6 +237,7 @@ class Subnetwork:
             "records": list,
             "fingerprint": str,
             "units": dict,
+            "edges": dict,
         }
         fields = {
             k: meta_field(meta, k, kind, path) if k in meta else kind()
@@ -237,11 +247,19 @@ class Subnetwork:
             units = {name: UnitMap(**spec) for name, spec in fields["units"].items()}
         except (TypeError, ValueError, ConfigError) as exc:
             raise MaskFileError(f"{path}: malformed 'units' in the metadata ({exc})") from None
+        edges = fields["edges"]
+        if not all(
+            isinstance(v, list) and all(isinstance(e, str) for e in v) for v in edges.values()
+        ):
+            raise MaskFileError(f"{path}: metadata 'edges' must map sites to lists of edge names")
+        bad = [k for k, v in edges.items() if k not in logits or len(v) != logits[k].numel()]
+        if bad:
+            raise MaskFileError(f"{path}: metadata 'edges' of {bad[:3]} do not fit the masks")
         if not all(isinstance(r, dict) for r in fields["records"]):
             raise MaskFileError(f"{path}: metadata 'records' must be a list of dicts")
         return cls(
             logits, config, fields["train_config"], fields["task"], fields["records"],
-            fields["fingerprint"], units,
+            fields["fingerprint"], units, {k: tuple(v) for k, v in edges.items()},
         )  # fmt: skip
 
     def __repr__(self) -> str:

@@ -243,6 +243,7 @@ def _epochs(
         records=history,
         fingerprint=model_fingerprint(root),
         units={k: s.units for k, s in masks.sites.items() if s.units is not None},
+        edges={k: s.edges for k, s in masks.sites.items() if s.edges},
     )
     return result
 

@@ -79,8 +79,9 @@ def apply_in_trace(model: Any, masks: Any) -> None:
         )
     weight_sites = [s.name for s in masks.sites.values() if s.kind != "activation"]
     if weight_sites:
+        unit = masks.config.unit
         raise ConfigError(
-            f"weight masks cannot run as trace interventions ({weight_sites[:3]}...); "
+            f"{unit} masks cannot run as trace interventions ({weight_sites[:3]}...); "
             "use unit='neuron' or 'head', or attach the masks to the local model"
         )
     if masks.attached:

@@ -57,7 +57,7 @@ def sites(model: nn.Module, unit: str, prefix: str = "") -> list[Site]:
     """Sites of ``unit`` kind in ``model`` in registration (forward) order."""
     if _tl.is_transformer_lens(model):
         return _tl.sites(model, unit, prefix)
-    if _hf.is_hf(model):
+    if _hf.is_hf(model) and unit != "edge":  # edges: TransformerLens models only
         known = _hf.sites(model, unit, prefix)
         if known is not None:
             return known

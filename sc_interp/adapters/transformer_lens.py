@@ -9,6 +9,8 @@ unit          HookedTransformer (TL 2/3)                  TransformerBridge (TL 
               ``blocks.{L}.mlp.W_in|W_gate|W_out``        ``blocks.{L}.mlp.in|gate|out.weight``
 ``neuron``    ``blocks.{L}.mlp.hook_post``                ``blocks.{L}.mlp.hook_post``
 ``head``      ``blocks.{L}.attn.hook_z``                  ``blocks.{L}.attn.hook_z``
+``edge``      ``blocks.{L}.hook_q|k|v_input``, ``blocks.{L}.hook_mlp_in``,
+              ``blocks.{n-1}.hook_resid_post`` (both; see :mod:`sc_interp.adapters.edges_tl`)
 ============  ==========================================  ==========================================
 
 Hooks are raw torch forward hooks on the hook points, not TransformerLens hooks, so
@@ -198,4 +200,8 @@ def sites(model: nn.Module, unit: str, prefix: str = "") -> list[Site]:
         return []
     if unit == "weight":
         return _weight_sites(model, family, prefix)
+    if unit == "edge":
+        from sc_interp.adapters import edges_tl
+
+        return edges_tl.sites(model, family, prefix)
     return _hook_sites(model, family, unit, prefix)

@@ -331,9 +331,13 @@ def to_circuit(
         >>> sorted(to_circuit({"blocks.0.mlp.hook_post": torch.tensor([0, 1])}).nodes)
         ['m0', 'm0.n1']
     """
+    from sc_interp.circuits._edges import edge_view
     from sc_interp.circuits.formats import load
 
     dims = model_dims(model)
+    edges = edge_view(obj, model)
+    if edges is not None:
+        return edges.to_circuit(n_layers=dims.n_layers, n_heads=dims.n_heads)
     view = subnetwork_view(
         obj, n_heads=n_heads or dims.n_heads, aggregation=aggregation, units=site_units(model)
     )

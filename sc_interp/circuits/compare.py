@@ -10,10 +10,18 @@ from typing import TYPE_CHECKING
 from sc_interp._optional import require
 from sc_interp.circuits._circuit import Circuit
 from sc_interp.circuits._eap import full_units
+from sc_interp.circuits._edges import circuit_edges, edge_group, edge_view, full_edges
 from sc_interp.circuits._metrics import auprc, auroc
-from sc_interp.circuits._subnetwork import NodeView, model_dims, site_units, subnetwork_view
+from sc_interp.circuits._subnetwork import (
+    NodeView,
+    _extract,
+    model_dims,
+    site_units,
+    subnetwork_view,
+)
 from sc_interp.circuits.formats import load
 from sc_interp.circuits.naming import node_layer, parse_node
+from sc_interp.errors import CircuitError
 from sc_interp.sites import UnitMap
 
 if TYPE_CHECKING:
@@ -46,6 +54,12 @@ def _side(
     layouts: dict[str, tuple[tuple[int, ...], UnitMap]],
 ) -> NodeView:
     dims = model_dims(model)
+    edges = edge_view(obj, model)
+    if edges is not None:  # node aggregation of an edge subnetwork
+        nodes, universe, scores = edges.nodes()
+        layers = [node_layer(n) for n in universe]
+        n_layers = max((x for x in layers if x is not None), default=-1) + 1 or None
+        return NodeView(nodes, scores, universe, n_layers, from_masks=True)
     view = subnetwork_view(obj, n_heads=n_heads, aggregation=aggregation, units=layouts)
     if view is not None:
         Circuit(frozenset(view.nodes)).validate(
@@ -224,6 +238,89 @@ def node_sets(
     )
 
 
+@dataclass
+class _EdgeSide:
+    edges: set[str]
+    universe: set[str] | None
+    scores: dict[str, float] | None
+
+
+def _edge_side(obj: object, model: object) -> _EdgeSide | None:
+    view = edge_view(obj, model)
+    if view is not None:
+        return _EdgeSide(view.edges, view.universe, view.scores)
+    if _extract(obj) is not None:
+        return None  # weight, neuron or head masks: no edges
+    dims = model_dims(model)
+    circuit = load(obj, n_layers=dims.n_layers, n_heads=dims.n_heads, d_mlp=dims.d_mlp)
+    if not circuit.edges:
+        return None
+    edges, scores = circuit_edges(circuit)
+    return _EdgeSide(edges, None, scores or None)
+
+
+def edge_sets(
+    subnetwork_or_circuit: object, circuit: object, model: object = None
+) -> ComparedSets | None:
+    """The compared edges (as :func:`node_sets` does for nodes); ``None`` if a side has none.
+
+    Example:
+        >>> sets = edge_sets(["a0.h1->logits"], ["a0.h1->logits", "input->a0.h1<q>"])
+        >>> sorted(sets.universe), sorted(sets.sub)
+        (['a0.h1->logits', 'input->a0.h1<q>'], ['a0.h1->logits'])
+    """
+    sub = _edge_side(subnetwork_or_circuit, model)
+    ref = _edge_side(circuit, model) if sub is not None else None
+    if sub is None or ref is None:
+        return None
+    dims = model_dims(model)
+    if sub.universe is not None:
+        universe = set(sub.universe)  # only the edges the subnetwork's masks cover
+    else:
+        universe = sub.edges | ref.edges | set(sub.scores or ()) | set(ref.scores or ())
+        universe |= ref.universe or set()
+        universe |= full_edges(dims.n_layers, dims.n_heads)
+    if sub.scores is not None:
+        scores, by = sub.scores, "subnetwork"
+    elif ref.scores is not None:
+        scores, by = ref.scores, "circuit"
+    else:
+        scores, by = None, "none"
+    return ComparedSets(
+        universe, sub.edges & universe, ref.edges & universe, ref.edges - universe, scores, by,
+        set(),
+    )  # fmt: skip
+
+
+def _edge_frame(sets: ComparedSets, aggregation: str) -> pandas.DataFrame:
+    pd = require("pandas")
+    extra = {"scored_by": sets.scored_by, "aggregation": "edge"}
+    rows = [
+        {
+            "layer": "all",
+            **_metrics(sets.universe, sets.sub, sets.circuit, sets.scores, sets.scored_by),
+            **extra,
+            "n_circuit_outside": len(sets.outside),
+        }
+    ]
+    groups = {edge_group(e) for e in sets.universe}
+    ordered = sorted(g for g in groups if isinstance(g, int)) + (
+        ["logits"] if "logits" in groups else []
+    )
+    for group in ordered:
+        in_group = {e for e in sets.universe if edge_group(e) == group}
+        n_out = sum(1 for e in sets.outside if edge_group(e) == group)
+        row = _metrics(in_group, sets.sub, sets.circuit, sets.scores, sets.scored_by)
+        rows.append({"layer": group, **row, **extra, "n_circuit_outside": n_out})
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame.attrs["level"] = "edge"
+    frame.attrs["aggregation"] = aggregation
+    return frame
+
+
+LEVELS = ("auto", "edge", "node")
+
+
 def compare(
     subnetwork_or_circuit: object,
     circuit: object,
@@ -231,8 +328,17 @@ def compare(
     *,
     aggregation: str = "any",
     n_heads: int | None = None,
+    level: str = "auto",
 ) -> pandas.DataFrame:
-    """Node-level agreement of a subnetwork with a reference circuit, overall and per layer.
+    """Agreement of a subnetwork with a reference circuit, overall and per layer.
+
+    ``level="edge"`` compares edges (an edge subnetwork, ``MaskConfig(unit="edge")``, against
+    a circuit with edges: EAP-IG, auto-circuit, ACDC, or another edge subnetwork); rows are
+    per destination layer (edges into ``logits`` in a ``"logits"`` row), ``aggregation`` is
+    ``"edge"``, edges into a head without ``<q|k|v>`` count as all three, and AUROC ranks
+    edges by the subnetwork's logits (else by the circuit's ``|score|``). ``level="node"``
+    compares nodes (an edge subnetwork keeps every head or MLP that a kept edge touches).
+    ``"auto"`` (the default) compares edges when both sides have edges, else nodes.
 
     ``subnetwork_or_circuit`` is a :class:`~sc_interp.circuits.Circuit`, anything
     :func:`~sc_interp.circuits.load` reads, a ``{site: BoolTensor}`` dict, or an object
@@ -277,6 +383,18 @@ def compare(
         ('all', 0.333, 0.5)
     """
     pd = require("pandas")
+    if level not in LEVELS:
+        raise CircuitError(f"level must be one of {LEVELS}, got {level!r}")
+    if level != "node":
+        edges = edge_sets(subnetwork_or_circuit, circuit, model)
+        if edges is not None:
+            return _edge_frame(edges, aggregation)
+        if level == "edge":
+            raise CircuitError(
+                "level='edge' needs edges on both sides: an edge subnetwork "
+                "(MaskConfig(unit='edge')) or a circuit with edges (EAP-IG, auto-circuit, "
+                "ACDC); use level='node' for node lists and head/neuron masks"
+            )
     sets = node_sets(
         subnetwork_or_circuit, circuit, model, aggregation=aggregation, n_heads=n_heads
     )
@@ -298,6 +416,7 @@ def compare(
         row = _metrics(in_layer, sub_nodes, ref_nodes, scores, by)
         rows.append({"layer": layer, **row, **extra, "n_circuit_outside": n_out})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame.attrs["level"] = "node"
     frame.attrs["aggregation"] = aggregation
     frame.attrs["mlp_granularity"] = {
         layer: ("mlp" if layer in lift else "neuron") for layer in layers
