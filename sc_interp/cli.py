@@ -132,8 +132,17 @@ def bench(
     batches: str = typer.Option("8,32,256", help="Comma-separated batch sizes for --shapes."),
     repeats: int = typer.Option(1, help="Runs per shape and batch (--shapes); median ratio."),
     out: str = typer.Option(None, "--out", help="With --shapes: write table.md and table.csv."),
+    threads: int = typer.Option(
+        0, help="torch threads (0: torch's default; 1 steadies ratios on a loaded machine)."
+    ),
 ) -> None:
     """Time mask training steps against plain forward+backward floors (ratios)."""
+    if threads < 0:
+        raise typer.BadParameter("--threads must be 0 (torch's default) or positive")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if shapes is None:
         from sc_interp.bench.overhead import overhead_table
 
