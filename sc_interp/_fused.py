@@ -29,6 +29,13 @@ def _scalar_gradient(grad: Tensor | None) -> Tensor | None:
     return None
 
 
+def _soft(logits: Tensor, beta: float) -> Tensor:
+    """``sigmoid(beta * logits)`` in one pass when ``beta == 1``, else two."""
+    if beta == 1.0:
+        return torch.sigmoid(logits)
+    return torch.mul(logits, beta).sigmoid_()
+
+
 def _logit_gradient(
     weight: Tensor, logits: Tensor, soft: Tensor, beta: float, grad_out: Tensor | None,
     grad_mask: Tensor | None,
@@ -56,8 +63,7 @@ class _ContinuousMaskedWeight(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, weight: Tensor, logits: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-        soft = torch.mul(logits, beta)
-        soft.sigmoid_()
+        soft = _soft(logits, beta)
         out = weight * (soft if soft.dtype == weight.dtype else soft.to(weight.dtype))
         ctx.beta = beta
         ctx.set_materialize_grads(False)
@@ -94,7 +100,7 @@ class _StraightThroughMaskedWeight(torch.autograd.Function):
         if ctx.needs_input_grad[0] and grad_out is not None:
             grad_weight = grad_out * hard.to(weight.dtype)
         if ctx.needs_input_grad[1] and (grad_out is not None or grad_mask is not None):
-            soft = torch.mul(logits, ctx.beta).sigmoid_()  # recomputed: saves memory forward
+            soft = _soft(logits, ctx.beta)  # recomputed here: saves memory in the forward
             grad_logits = _logit_gradient(weight, logits, soft, ctx.beta, grad_out, grad_mask)
         return grad_weight, grad_logits, None
 

@@ -28,7 +28,10 @@ def _reference(r: Relaxation, weight, logits, beta, generator):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("l0", ["none", "sum", "mean", "weighted"])
 @pytest.mark.parametrize("weight_grad", [False, True])
-def test_fused_equals_autograd(relaxation: str, dtype, l0: str, weight_grad: bool) -> None:
+@pytest.mark.parametrize("beta", [1.0, 2.5])
+def test_fused_equals_autograd(
+    relaxation: str, dtype, l0: str, weight_grad: bool, beta: float
+) -> None:
     r = get_relaxation(relaxation)
     gen = torch.Generator().manual_seed(0)
     weight = torch.randn(7, 5, generator=gen).to(dtype).requires_grad_(weight_grad)
@@ -37,7 +40,7 @@ def test_fused_equals_autograd(relaxation: str, dtype, l0: str, weight_grad: boo
     per_unit = torch.rand(7, 5, generator=gen)
     results = []
     for fn in (r.masked_weight, lambda *a: _reference(r, *a)):
-        out, mask = fn(weight, logits, 2.5, torch.Generator().manual_seed(1))
+        out, mask = fn(weight, logits, beta, torch.Generator().manual_seed(1))
         loss = (out * upstream).sum().float()
         if l0 == "sum":
             loss = loss + 0.3 * mask.sum()
