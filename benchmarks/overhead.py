@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from sc_interp._bench import overhead_table
+from sc_interp.bench.overhead import overhead_table
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -123,11 +123,51 @@ def bench(
     steps: int = typer.Option(20, help="Timed steps per variant."),
     batch: int = typer.Option(32, help="Batch size."),
     memory: bool = typer.Option(False, "--memory", help="Also measure peak memory (Linux)."),
+    shapes: str = typer.Option(
+        None,
+        "--shapes",
+        help="Comma-separated model shapes (mlp, cnn, bridge, gpt2): the step ratios per "
+        "shape and batch size instead of the TransformerLens overhead table.",
+    ),
+    batches: str = typer.Option("8,32,256", help="Comma-separated batch sizes for --shapes."),
+    repeats: int = typer.Option(1, help="Runs per shape and batch (--shapes); median ratio."),
+    out: str = typer.Option(None, "--out", help="With --shapes: write table.md and table.csv."),
+    threads: int = typer.Option(
+        0, help="torch threads (0: torch's default; 1 steadies ratios on a loaded machine)."
+    ),
 ) -> None:
     """Time mask training steps against plain forward+backward floors (ratios)."""
-    from sc_interp._bench import overhead_table
+    if threads < 0:
+        raise typer.BadParameter("--threads must be 0 (torch's default) or positive")
+    if threads:
+        import torch
 
-    typer.echo(overhead_table(steps=steps, batch=batch, memory=memory))
+        torch.set_num_threads(threads)
+    if shapes is None:
+        from sc_interp.bench.overhead import overhead_table
+
+        typer.echo(overhead_table(steps=steps, batch=batch, memory=memory))
+        return
+    from pathlib import Path
+
+    from sc_interp.bench.shapes import shape_rows, to_csv, to_markdown
+
+    try:
+        sizes = [int(b) for b in batches.split(",") if b.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--batches must be integers, got {batches!r}") from None
+    if not sizes or min(sizes) < 1 or steps < 1 or repeats < 1:
+        raise typer.BadParameter("--batches, --steps and --repeats must be positive")
+    names = [s.strip() for s in shapes.split(",") if s.strip()]
+    rows = shape_rows(names, sizes, steps=steps, repeats=repeats)
+    table = to_markdown(rows)
+    typer.echo(table)
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "table.md").write_text(table + "\n")
+        (folder / "table.csv").write_text(to_csv(rows))
+        typer.echo(f"wrote {folder / 'table.md'} and {folder / 'table.csv'}")
 
 
 def main() -> None:

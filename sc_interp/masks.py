@@ -284,6 +284,8 @@ class MaskSet(nn.Module):
         if self._disabled:
             return weight
         replacement = self._replacements.get(name)
+        if self.training and replacement is None:
+            return self._fused_weight(name, weight)
         cacheable = not self.training and not (torch.is_grad_enabled() and weight.requires_grad)
         hard = self.mask(name)
         if cacheable:
@@ -305,6 +307,20 @@ class MaskSet(nn.Module):
             out = out + (1 - mask) * replacement.to(weight.device, weight.dtype)
         if cacheable:
             self._weight_cache[name] = (key, out, weight, hard)  # type: ignore[possibly-undefined]
+        return out
+
+    def _fused_weight(self, name: str, weight: Tensor) -> Tensor:
+        """Training: the masked weight and its mask in one fused autograd node."""
+        logits = self._by_name[name]
+        if logits.device != weight.device:
+            logits_here = logits.to(weight.device)
+        else:
+            logits_here = logits
+        out, mask = self.relaxation.masked_weight(
+            weight, logits_here, self.beta, generator=self.generator
+        )
+        if self._recorded is not None:
+            self._recorded[name] = (mask, logits._version, self.beta)
         return out
 
     def _masked_activation(self, name: str, output: Tensor) -> Tensor:

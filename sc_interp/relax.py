@@ -23,6 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from sc_interp._fused import continuous_masked_weight, straight_through_masked_weight
 from sc_interp.errors import ConfigError
 
 
@@ -60,6 +61,22 @@ class Relaxation(ABC):
             return self.train_mask(logits, beta, generator)
         return hard_mask(logits).to(logits.dtype)
 
+    def masked_weight(
+        self,
+        weight: Float[Tensor, "*s"],
+        logits: Float[Tensor, "*s"],
+        beta: float,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Float[Tensor, "*s"], Float[Tensor, "*s"]]:
+        """``(weight * training mask, training mask)`` for a weight mask in training.
+
+        Relaxations with a fused version (continuous, straight-through) compute both in
+        fewer passes over the weight (see ``sc_interp._fused``); the result and its
+        gradients equal those of ``weight * self.train_mask(logits, beta, generator)``.
+        """
+        mask = self.train_mask(logits, beta, generator)
+        return weight * mask.to(weight.dtype), mask
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -79,6 +96,11 @@ class ContinuousSparsification(Relaxation):
 
     def density(self, logits: Tensor, beta: float) -> Tensor:
         return torch.sigmoid(beta * logits)
+
+    def masked_weight(
+        self, weight: Tensor, logits: Tensor, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return continuous_masked_weight(weight, logits, beta)
 
 
 class HardConcrete(Relaxation):
@@ -127,6 +149,11 @@ class StraightThrough(Relaxation):
 
     def density(self, logits: Tensor, beta: float) -> Tensor:
         return torch.sigmoid(beta * logits)
+
+    def masked_weight(
+        self, weight: Tensor, logits: Tensor, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return straight_through_masked_weight(weight, logits, beta)
 
 
 RELAXATIONS: dict[str, type[Relaxation]] = {

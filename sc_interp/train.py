@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from sc_interp import _validate
+from sc_interp._distributed import Sync, current
 from sc_interp._run import forward
 from sc_interp._state import preserved
 from sc_interp.adapters import resolve
@@ -56,6 +57,9 @@ class TrainConfig:
             Subtask has one) every this many epochs (0: never; history then has no test or
             val accuracy). Choose hyper-parameters on ``val_accuracy`` and density, never on
             test accuracies or on a compositionality verdict.
+        distributed: train across the processes of the ``torch.distributed`` process group
+            (see :func:`train_masks`); ``None`` (default) does so when a group of two or
+            more processes is initialised, ``False`` never.
 
     Example:
         >>> TrainConfig(epochs=5, lr=0.05).beta_max
@@ -71,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     eval_every: int = 1
+    distributed: bool | None = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -84,6 +89,8 @@ class TrainConfig:
             "seed": _validate.integer("seed", self.seed, minimum=0, maximum=2**63 - 1),
             "progress": _validate.boolean("progress", self.progress),
             "eval_every": _validate.integer("eval_every", self.eval_every, minimum=0),
+            "distributed": None if self.distributed is None else _validate.boolean(
+                "distributed", self.distributed),
         }  # fmt: skip
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -166,11 +173,25 @@ def train_masks(
         task: the subtask to keep (:class:`Subtask`).
         train: hyper-parameters (:class:`TrainConfig`).
 
+    Several processes (``torch.distributed``): launch one process per device (``torchrun``,
+    ``accelerate launch`` or ``torch.multiprocessing.spawn`` plus ``init_process_group``;
+    gloo on CPU, NCCL on GPUs), give every process the same model, task and
+    ``TrainConfig`` (same seed), and call ``train_masks`` on each. The global batch
+    (``batch_size``) is the same on every rank and is cut into one shard per rank; each
+    rank's loss is weighted by its share and the mask-logit gradients are summed with one
+    ``all_reduce`` per step, so every rank ends with the same masks as one process training
+    on the global batch (up to float summation order; exact for mean-reduced losses such as
+    the default cross-entropy). The model needs no ``DistributedDataParallel`` wrapper: its
+    weights are frozen and the mask logits live in the MaskSet. Held-out evaluations run
+    on every rank. For FSDP, wrap with ``use_orig_params=True`` and attach weight masks to
+    the original parameter names (not tested here; neuron and head masks need nothing).
+
     Returns:
         The learned :class:`Subnetwork` (hard masks, logits, history).
 
     Raises:
-        TrainingError: the loss became NaN or infinite.
+        TrainingError: the loss became NaN or infinite (on any rank, when distributed).
+        ConfigError: ``distributed=True`` without an initialised process group.
     """
     root = resolve(model)
     _validate.instance("mask", mask, MaskConfig, "a MaskConfig")
@@ -181,13 +202,14 @@ def train_masks(
         from dataclasses import replace
 
         task = replace(task, batch_size=train.batch_size)
+    sync = current(train.distributed)
     generator = torch.Generator().manual_seed(train.seed)
     history: list[dict[str, float]] = []
     with preserved(root):
         root.eval()  # frozen base: BatchNorm statistics and dropout off
         masks = attach_masks(root, mask, seed=train.seed)
         try:
-            result = _train(masks, model, root, mask, task, train, generator, history)
+            result = _train(masks, model, root, mask, task, train, generator, history, sync)
         finally:
             masks.detach()
     log.info("trained %s mask for %r: density %.3f", mask.unit, task.name, result.density())
@@ -196,12 +218,14 @@ def train_masks(
 
 def _train(
     masks: MaskSet, model: object, root: torch.nn.Module, mask: MaskConfig, task: Subtask,
-    train: TrainConfig, generator: torch.Generator, history: list[dict[str, float]],
+    train: TrainConfig, generator: torch.Generator, history: list[dict[str, float]], sync: Sync,
 ) -> Subnetwork:  # fmt: skip
     optimizer = torch.optim.Adam(masks.parameters(), lr=train.lr)
-    bar = _progress(train, task.name)
+    bar = _progress(train, task.name) if sync.rank == 0 else None
     try:
-        return _epochs(masks, model, root, mask, task, train, generator, history, optimizer, bar)
+        return _epochs(
+            masks, model, root, mask, task, train, generator, history, optimizer, bar, sync
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -210,7 +234,7 @@ def _train(
 def _epochs(
     masks: MaskSet, model: object, root: torch.nn.Module, mask: MaskConfig, task: Subtask,
     train: TrainConfig, generator: torch.Generator, history: list[dict[str, float]],
-    optimizer: torch.optim.Optimizer, bar: object,
+    optimizer: torch.optim.Optimizer, bar: object, sync: Sync,
 ) -> Subnetwork:  # fmt: skip
     growth = train.beta_max ** (1.0 / train.epochs)
     masks.eval()  # epoch 0: the starting point (every unit kept when init > 0)
@@ -220,7 +244,7 @@ def _epochs(
          "beta": masks.beta, **_held_out(model, task)}
     )  # fmt: skip
     for epoch in range(train.epochs):
-        row = _epoch(masks, model, task, train, optimizer, generator, epoch)
+        row = _epoch(masks, model, task, train, optimizer, generator, epoch, sync)
         masks.beta = min(masks.beta * growth, train.beta_max)
         row["beta"] = masks.beta
         if train.eval_every and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs):
@@ -275,32 +299,47 @@ def _epoch(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     epoch: int,
+    sync: Sync,
 ) -> dict[str, float]:
     masks.train()
     total = task_total = correct = 0.0
     n = 0
-    for step, (x, y) in enumerate(task.batches("train", shuffle=True, generator=generator)):
-        with masks.step() as step_masks:
-            logits = task.logits(forward(model, x), x)
-            task_loss = task.compute_loss(logits, y)
-            loss = task_loss + train.l0 * step_masks.l0(normalize=train.l0_mean)
-        if not torch.isfinite(loss):
+    device = next(iter(masks.parameters())).device
+    for step, (batch_x, batch_y) in enumerate(
+        task.batches("train", shuffle=True, generator=generator)
+    ):
+        x, y, share = sync.shard(batch_x, batch_y)
+        loss = task_loss = logits = None
+        if len(y):
+            with masks.step() as step_masks:
+                logits = task.logits(forward(model, x), x)
+                task_loss = task.compute_loss(logits, y)
+                loss = task_loss + train.l0 * step_masks.l0(normalize=train.l0_mean)
+        finite = loss is None or bool(torch.isfinite(loss))
+        if not sync.all_true(finite, device):
+            shown = "" if loss is None or finite else f"{float(loss.detach())} "
+            detail = "" if task_loss is None else f" (task loss {float(task_loss.detach()):.4g})"
             raise TrainingError(
-                f"the loss became {float(loss.detach())} at epoch {epoch}, step {step} "
-                f"(task loss {float(task_loss.detach()):.4g}); try a lower lr (now {train.lr:g})"
+                f"the loss became {shown or 'non-finite '}at epoch {epoch}, step {step}"
+                f"{detail}; try a lower lr (now {train.lr:g})"
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss is not None:
+            (loss * share if sync.active else loss).backward()
+        sync.sum_grads(masks.parameters())
         optimizer.step()
-        total += float(loss.detach()) * len(y)
-        task_total += float(task_loss.detach()) * len(y)
-        correct += task.compute_metric(logits.detach(), y) * len(y)
-        n += len(y)
+        if loss is not None and task_loss is not None and logits is not None:
+            total += float(loss.detach()) * len(y)
+            task_total += float(task_loss.detach()) * len(y)
+            correct += task.compute_metric(logits.detach(), y) * len(y)
+            n += len(y)
+    total, task_total, correct, n_all = sync.sum([total, task_total, correct, float(n)], device)
+    n_all = max(n_all, 1.0)
     return {
         "epoch": float(epoch + 1),
-        "loss": total / n,
-        "task_loss": task_total / n,
-        "train_accuracy": correct / n,
+        "loss": total / n_all,
+        "task_loss": task_total / n_all,
+        "train_accuracy": correct / n_all,
         "density": masks.density(),
         "soft_density": float(masks.l0(normalize=True).detach()),
     }

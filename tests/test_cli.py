@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -131,9 +134,45 @@ def test_bench_prints_ratios_against_floors() -> None:
         assert float(line.split()[-3 if "<=" in line else -1]) > 0
 
 
+def test_bench_shapes_writes_table_and_csv(tmp_path) -> None:
+    out = tmp_path / "bench"
+    result = runner.invoke(
+        app, ["bench", "--shapes", "mlp,cnn", "--batches", "2,3", "--steps", "1", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert [(r["shape"], r["batch"]) for r in rows] == [
+        ("mlp", "2"), ("mlp", "3"), ("cnn", "2"), ("cnn", "3"),
+    ]  # fmt: skip
+    for row in rows:
+        for key in (
+            "weight mask step / fine-tune floor",
+            "neuron mask step / frozen floor",
+            "hard-mask forward / plain forward",
+        ):
+            assert float(row[key]) > 0
+    assert "| mlp | 2 |" in (out / "table.md").read_text()
+
+
+def test_bench_rejects_unknown_shape() -> None:
+    result = runner.invoke(app, ["bench", "--shapes", "resnet", "--steps", "1"])
+    assert result.exit_code != 0
+    assert "resnet" in str(result.exception) + result.output
+
+
+def test_bench_is_outside_the_core() -> None:
+    """Importing sc_interp (and its CLI) loads none of the benchmark code."""
+    code = (
+        "import sys, sc_interp, sc_interp.cli; "
+        "print([m for m in sys.modules if m.startswith('sc_interp.bench')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 def test_memory_benchmark_measures_every_variant() -> None:
-    from sc_interp._bench_memory import memory_ratios
+    from sc_interp.bench.memory import memory_ratios
 
     ratios = memory_ratios(batch=2, seq=8)
     for variant in (

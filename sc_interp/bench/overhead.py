@@ -13,20 +13,11 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from sc_interp._demo import tiny_bridge
+from sc_interp.bench._common import embed_requires_grad as _embed_requires_grad
+from sc_interp.bench._common import tl_loss as _loss
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
-
-
-def _loss(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    return model(tokens).float().pow(2).mean()
-
-
-def _embed_requires_grad(model: nn.Module) -> object:
-    # gradient flows to activations from the embedding output on, as in mask training
-    hook: nn.Module = getattr(model, "hook_dict")["hook_embed"]  # noqa: B009
-    return hook.register_forward_hook(lambda m, i, o: o.detach().requires_grad_(True))
 
 
 def overhead_ratios(
@@ -139,7 +130,7 @@ def overhead_table(steps: int = 20, batch: int = 32, memory: bool = False) -> st
     ratios = overhead_ratios(steps=steps, batch=batch)
     targets = dict(TARGETS)
     if memory:
-        from sc_interp._bench_memory import memory_ratios
+        from sc_interp.bench.memory import memory_ratios
 
         for key, value in memory_ratios(batch=batch).items():
             ratios[key] = value

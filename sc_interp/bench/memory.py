@@ -34,8 +34,9 @@ def child(variant: str, batch: int, seq: int, out: str, steps: int = 3) -> None:
     """Run ``variant``; write its peak memory growth and mask/optimiser bytes to ``out`` (JSON)."""
     import torch
 
-    from sc_interp._bench import _embed_requires_grad, _loss
     from sc_interp._demo import tiny_bridge
+    from sc_interp.bench._common import embed_requires_grad as _embed_requires_grad
+    from sc_interp.bench._common import tl_loss as _loss
     from sc_interp.masks import MaskConfig, attach_masks
 
     torch.manual_seed(0)
@@ -88,7 +89,7 @@ def memory_ratios(batch: int = 32, seq: int = 32) -> dict[str, float]:
         out = str(Path(tmp) / "result.json")
         for variant in _VARIANTS:
             code = (
-                "from sc_interp._bench_memory import child; "
+                "from sc_interp.bench.memory import child; "
                 f"child({variant!r}, {batch}, {seq}, {out!r})"
             )
             subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
