@@ -5,8 +5,9 @@
 Subject-verb agreement (odd-one-out among 4 sentences), a tiny TransformerLens 4 model
 pretrained as a language model on generated sentences and then trained on the compound
 task; weight masks per subroutine (2 seeds), scored on the compound task's partitions,
-with both controls. The verdict table is written next to the figure (report.md). A few
-minutes on 2 CPU cores; the full-size run is ``sc-interp demo --arm pretrained``.
+with both controls. The report (report.md with the verdict table, CSVs) is written to
+docs/assets/report/. About 12 minutes of CPU time (42 minutes on the shared 2-core machine);
+the full-size run is ``sc-interp demo --arm pretrained``.
 """
 
 from __future__ import annotations
