@@ -34,6 +34,7 @@ from sc_interp.train import Evaluation, TrainConfig, evaluate, train_masks
 
 # the one source of the version: the wheel's metadata (hatch) and mask files read it
 __version__ = "0.1.0"
+"""The installed version of sc-interp (mask files record it)."""
 
 __all__ = [
     "AttachError",

@@ -93,7 +93,14 @@ def isolate(
 ) -> Iterator[MaskSet]:
     """Run ``model`` with only the subnetwork kept (within the masked sites).
 
-    Arguments as for :func:`ablate`.
+    Arguments as for :func:`ablate`; ``method`` says what replaces the units outside the
+    subnetwork.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> sub = Subnetwork({"0": torch.tensor([1.0, -1.0, -1.0])}, MaskConfig(unit="neuron"))
+        >>> with isolate(net, sub):  # hidden units 1 and 2 are zeroed
+        ...     out = net(torch.ones(1, 2))
     """
     with _masked(model, sub, method, data, seed, keep_subnetwork=True) as masks:
         yield masks

@@ -181,11 +181,12 @@ def test_compositionality(
     Args:
         models: one trained model, or several independently trained ones (the units of the
             statistics: with several, intervals are ``t`` intervals over per-model means).
-        a, b: the two subtasks (:class:`Subtask`, or :class:`~sc_interp.tasks.TaskData`
+        a: the first subtask (:class:`Subtask`, or :class:`~sc_interp.tasks.TaskData`
             used for train, test and, if present, val). As in the paper, a subtask may train
             its mask on its "+A/-B" set and be scored (``test``) on the compound task's
             partition where only A decides; ``solves_target`` is judged on ``val`` when
             present (else ``test``). The report names each number's data (``report.data``).
+        b: the second subtask, in the same forms as ``a``.
         mask: what to mask (default: neuron masks on every neuron site).
         train: mask training hyper-parameters.
         seeds: number of mask seeds (or the seeds themselves).
@@ -210,6 +211,17 @@ def test_compositionality(
     Raises:
         ConfigError: unknown control, equal subtask names, fewer than 10 random subnetworks,
             no model or no seed, a margin outside (0, 1).
+
+    Example:
+        >>> import sc_interp as sc
+        >>> from sc_interp.toy import planted_mlp, planted_tasks
+        >>> task_a, task_b = planted_tasks(n_train=128, n_test=128)
+        >>> report = sc.test_compositionality(
+        ...     planted_mlp(), task_a, task_b, mask=sc.MaskConfig(unit="neuron", targets=["0"]),
+        ...     train=sc.TrainConfig(epochs=15, lr=0.05, progress=False), seeds=2, n_boot=200,
+        ... )  # doctest: +SKIP
+        >>> report.verdict  # doctest: +SKIP
+        {'A': 'compositional', 'B': 'compositional'}
     """
     if isinstance(controls, str) or not isinstance(controls, list | tuple):
         raise ConfigError(

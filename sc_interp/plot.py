@@ -146,5 +146,14 @@ def compare(
 
 
 def report(rep: Any) -> Any:
-    """The paper-style figure of a :class:`~sc_interp.CompositionalityReport` (bars + overlap)."""
+    """The paper-style figure of a :class:`~sc_interp.CompositionalityReport` (bars + overlap).
+
+    The same as ``rep.plot()``: for every arm, the accuracy of the subnetwork alone and of
+    the model with the subnetwork ablated on the mask's own subroutine and on the other,
+    with chance as a dashed line; then the IoU of the two subroutines' masks per site.
+
+    Example:
+        >>> report = sc.test_compositionality(model, task_a, task_b)  # doctest: +SKIP
+        >>> sc.plot.report(report).savefig("report.png")  # doctest: +SKIP
+    """
     return rep.plot()

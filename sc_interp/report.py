@@ -39,6 +39,13 @@ class CompositionalityReport:
         data: which data each number comes from: one row per subtask and split (``train``:
             mask training; ``val``: ``solves_target``; ``test``: the accuracies and deltas),
             with the split's description (:meth:`sc_interp.Subtask.describe`).
+
+    Example:
+        >>> report = sc.test_compositionality(model, task_a, task_b)  # doctest: +SKIP
+        >>> report.verdict, report.reasons["A"]  # doctest: +SKIP
+        >>> report.summary[["kind", "subroutine", "sub_delta", "abl_delta", "verdict"]]  # doctest: +SKIP
+        >>> fig = report.plot()  # doctest: +SKIP
+        >>> report.save("report/")  # report.md, report.png, CSV tables  # doctest: +SKIP
     """
 
     table: Any

@@ -108,6 +108,13 @@ class Evaluation:
         logit_diff: mean logit of the correct class minus the best other class (for a
             prompt subtask: the answer's logit minus the best wrong token's); ``None`` when
             labels are not class ids (a custom loss).
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> x, y = torch.randn(6, 2), torch.randint(0, 2, (6,))
+        >>> result = evaluate(net, Subtask("t", (x, y), (x, y), chance=0.5))
+        >>> result.n, result.floored >= 0.5
+        (6, True)
     """
 
     task: str
@@ -192,6 +199,14 @@ def train_masks(
     Raises:
         TrainingError: the loss became NaN or infinite (on any rank, when distributed).
         ConfigError: ``distributed=True`` without an initialised process group.
+
+    Example:
+        >>> from sc_interp.toy import planted_mlp, planted_tasks
+        >>> task_a, _ = planted_tasks(n_train=64, n_test=64)
+        >>> sub = train_masks(planted_mlp(), MaskConfig(unit="neuron", targets=["0"]), task_a,
+        ...                   TrainConfig(epochs=20, lr=0.05, progress=False))
+        >>> sub.masks["0"].tolist() == [True] * 8 + [False] * 8  # A's planted units
+        True
     """
     root = resolve(model)
     _validate.instance("mask", mask, MaskConfig, "a MaskConfig")

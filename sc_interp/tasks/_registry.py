@@ -16,6 +16,9 @@ TASKS: dict[str, Callable[..., CompoundTask]] = {
     **{name: partial(make_vision_task, name) for name in VISION_TASKS},
     **{name: partial(make_language_task, name) for name in LANGUAGE_TASKS},
 }
+"""The paper's tasks by name: ``inside-contact``, ``inside-number``, ``number-contact``
+(vision) and ``sva``, ``anaphora`` (language), each a builder of a
+:class:`~sc_interp.tasks.CompoundTask` (:func:`make_task` calls it)."""
 """Task name -> generator ``(*, n_train, n_test, seed, **kw) -> CompoundTask``."""
 
 

@@ -35,7 +35,14 @@ __all__ = ["Encoded", "decode", "odd_one_out", "word_vocab"]
 
 class Encoded(tuple):
     """``(inputs, labels)`` of one set of problems, with ``meta`` (``vocab``, ``max_len``,
-    ``pad_id``, ``order``: for each example, which original candidate sits at each slot)."""
+    ``pad_id``, ``order``: for each example, which original candidate sits at each slot).
+
+    Example:
+        >>> inputs, labels = encoded = odd_one_out(
+        ...     [["the fox naps", "the owl naps", "the hare naps", "the foxes naps"]] * 4)
+        >>> tuple(inputs.shape), sorted(encoded.meta)
+        ((4, 4, 5), ['max_len', 'order', 'pad_id', 'vocab'])
+    """
 
     meta: dict[str, Any]
 

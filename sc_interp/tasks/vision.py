@@ -65,6 +65,12 @@ class Scenes:
         filled: ``[m, 4, H, W]`` filled region of each object (equal to ``objects`` for
             filled shapes; outline plus interior for outlines).
         n_objects: ``[m]`` number of objects in each image.
+
+    Example:
+        >>> s = sample_scenes("inside-contact", torch.tensor([[1, 1]]),
+        ...                   generator=torch.Generator().manual_seed(0))
+        >>> tuple(s.images.shape), tuple(s.objects.shape)
+        ((1, 1, 32, 32), (1, 4, 32, 32))
     """
 
     images: Float[Tensor, "m 1 h w"]
