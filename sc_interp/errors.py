@@ -29,7 +29,7 @@ class ConfigError(ScInterpError, ValueError):
         >>> sc.MaskConfig(unit="edges")
         Traceback (most recent call last):
         ...
-        sc_interp.errors.ConfigError: unknown unit 'edges'; allowed units: weight, neuron, head
+        sc_interp.errors.ConfigError: unknown unit 'edges'; allowed units: weight, neuron, head, edge
     """
 
 
