@@ -147,3 +147,67 @@ def planted_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module, Subt
     task_a = Subtask("A", (x[:n], a[:n]), (x[n:], a[n:]), chance=0.5, readout=head(0))
     task_b = Subtask("B", (x[:n], b[:n]), (x[n:], b[n:]), chance=0.5, readout=head(2))
     return model, task_a, task_b
+
+
+def planted_path_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module, Subtask, Subtask]:
+    """A two-layer TransformerLens 4 bridge whose A-circuit is a path through two heads and
+    an MLP, with its two subtasks (for edge masks).
+
+    Inputs are ``[token, QUERY]``; each token carries features ``a`` and ``b`` (4 dims each).
+    Queries and keys are zero, so every head attends uniformly (causally) and no query or key
+    edge matters. Head ``a0.h0`` copies ``a`` into dims 10-13, ``a1.h0`` copies those into dims
+    22-25, and MLP ``m1``'s neurons 0-7 turn them into A's logits (vocab ids 0-1); B's path is
+    ``a0.h1 -> a1.h1 -> m1`` (neurons 8-15, ids 2-3). A's circuit is the four edges
+    ``input->a0.h0<v>``, ``a0.h0->a1.h0<v>``, ``a1.h0->m1``, ``m1->logits``; every other edge
+    carries nothing A needs. No layer norms.
+
+    Example:
+        >>> model, task_a, task_b = planted_path_bridge(n_tokens=64)  # doctest: +SKIP
+    """
+    from sc_interp._demo import tiny_bridge
+
+    d_model, query = 32, n_tokens
+    model = tiny_bridge(
+        seed, d_model=d_model, d_head=4, n_heads=4, n_layers=2, n_ctx=2, d_vocab=n_tokens + 1,
+        d_mlp=16, normalization_type=None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n_tokens, 8, generator=gen)
+    params = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for p in params.values():
+            p.zero_()
+        params["embed.weight"][:n_tokens, 0:8] = feats  # a in dims 0-3, b in dims 4-7
+        for layer, (src, dst) in enumerate(((0, 10), (10, 22))):
+            v = params[f"blocks.{layer}.attn.v.weight"]
+            o = params[f"blocks.{layer}.attn.o.weight"]
+            for h in (0, 1):  # head h moves a (h=0) or b (h=1) on to the next dims
+                for i in range(4):
+                    v[h * 4 + i, src + h * 4 + i] = 1.0
+                    o[dst + h * 4 + i, h * 4 + i] = 1.0
+        w_in, w_out = params["blocks.1.mlp.in.weight"], params["blocks.1.mlp.out.weight"]
+        for i in range(4):
+            w_in[i, 22 + i], w_in[i + 4, 22 + i] = 1.0, -1.0
+            w_in[i + 8, 26 + i], w_in[i + 12, 26 + i] = 1.0, -1.0
+        signed = torch.tensor([1.0] * 4 + [-1.0] * 4) * 4.0
+        w_out[19, :8], w_out[18, :8] = signed, -signed  # A: logits ids 0/1 read dims 18/19
+        w_out[21, 8:], w_out[20, 8:] = signed, -signed  # B: ids 2/3 read dims 20/21
+        for vocab_id in range(4):
+            params["unembed.weight"][vocab_id, 18 + vocab_id] = 1.0
+    for p in model.parameters():
+        p.requires_grad_(False)
+    n = 512
+    tokens = torch.randint(0, n_tokens, (2 * n,), generator=gen)
+    x = torch.stack([tokens, torch.full_like(tokens, query)], dim=1)
+    a = (feats[tokens, 0:4].sum(1) > 0).long()
+    b = (feats[tokens, 4:8].sum(1) > 0).long()
+
+    def head(lo: int):
+        def readout(output: Tensor) -> Tensor:
+            return output[:, -1, lo : lo + 2]
+
+        return readout
+
+    task_a = Subtask("A", (x[:n], a[:n]), (x[n:], a[n:]), chance=0.5, readout=head(0))
+    task_b = Subtask("B", (x[:n], b[:n]), (x[n:], b[n:]), chance=0.5, readout=head(2))
+    return model, task_a, task_b

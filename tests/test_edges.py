@@ -522,6 +522,39 @@ def test_learned_edge_mask_recovers_the_planted_path(tmp_path):
         assert sc.evaluate(bridge, task_b).accuracy < 0.6
 
 
+PLANTED_PATH = ["input->a0.h0<v>", "a0.h0->a1.h0<v>", "a1.h0->m1", "m1->logits"]
+
+
+@needs_tl4
+@pytest.mark.parametrize(("model_seed", "mask_seed"), [(0, 0), (1, 2)])
+def test_learned_edge_mask_recovers_a_two_head_path(tmp_path, model_seed, mask_seed):
+    """Two heads and an MLP: a0.h0 -> a1.h0 (value) -> m1 -> logits, planted by hand."""
+    from sc_interp.toy import planted_path_bridge
+
+    bridge, task_a, task_b = planted_path_bridge(seed=model_seed)
+    sub = sc.train_masks(
+        bridge, sc.MaskConfig(unit="edge"), task_a,
+        sc.TrainConfig(epochs=12, lr=0.05, progress=False, seed=mask_seed),
+    )  # fmt: skip
+    kept = {
+        e
+        for site, names in sub.edges.items()
+        for e, k in zip(names, sub.masks[site].tolist(), strict=True)
+        if k
+    }
+    planted = set(PLANTED_PATH)
+    assert len(kept & planted) / len(kept | planted) >= 0.9, sorted(kept ^ planted)
+    path = sc.circuits.to_eap_json(
+        sc.circuits.load(PLANTED_PATH), tmp_path / "path.json", model=bridge
+    )
+    row = sc.compare(sub, path, model=bridge).iloc[0]
+    assert row["aggregation"] == "edge" and row["n_units"] == 110
+    assert row["iou"] >= 0.9
+    with sc.isolate(bridge, sub):
+        assert sc.evaluate(bridge, task_a).accuracy > 0.95
+        assert sc.evaluate(bridge, task_b).accuracy < 0.6
+
+
 @needs_tl4
 def test_compositionality_runs_on_edge_masks():
     from sc_interp.toy import planted_bridge
