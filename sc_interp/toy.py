@@ -121,32 +121,8 @@ def planted_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module, Subt
             for i in range(4):
                 v[h * 4 + i, h * 4 + i] = 1.0  # head 0 reads a, head 1 reads b
                 o[10 + h * 4 + i, h * 4 + i] = 1.0  # written to dims 10-13 / 14-17
-        w_in, w_out = params["blocks.0.mlp.in.weight"], params["blocks.0.mlp.out.weight"]
-        for i in range(4):
-            w_in[i, 10 + i], w_in[i + 4, 10 + i] = 1.0, -1.0
-            w_in[i + 8, 14 + i], w_in[i + 12, 14 + i] = 1.0, -1.0
-        signed = torch.tensor([1.0] * 4 + [-1.0] * 4) * 4.0
-        w_out[19, :8], w_out[18, :8] = signed, -signed  # A: logits ids 0/1 read dims 18/19
-        w_out[21, 8:], w_out[20, 8:] = signed, -signed  # B: ids 2/3 read dims 20/21
-        for vocab_id in range(4):
-            params["unembed.weight"][vocab_id, 18 + vocab_id] = 1.0
-    for p in model.parameters():
-        p.requires_grad_(False)
-    n = 512
-    tokens = torch.randint(0, n_tokens, (2 * n,), generator=gen)
-    x = torch.stack([tokens, torch.full_like(tokens, query)], dim=1)
-    a = (feats[tokens, 0:4].sum(1) > 0).long()
-    b = (feats[tokens, 4:8].sum(1) > 0).long()
-
-    def head(lo: int):
-        def readout(output: Tensor) -> Tensor:
-            return output[:, -1, lo : lo + 2]
-
-        return readout
-
-    task_a = Subtask("A", (x[:n], a[:n]), (x[n:], a[n:]), chance=0.5, readout=head(0))
-    task_b = Subtask("B", (x[:n], b[:n]), (x[n:], b[n:]), chance=0.5, readout=head(2))
-    return model, task_a, task_b
+        _plant_mlp_readout(params, layer=0, a_dims=10, b_dims=14)
+    return model, *_query_tasks(model, feats, query, gen)
 
 
 def planted_path_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module, Subtask, Subtask]:
@@ -185,19 +161,33 @@ def planted_path_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module,
                 for i in range(4):
                     v[h * 4 + i, src + h * 4 + i] = 1.0
                     o[dst + h * 4 + i, h * 4 + i] = 1.0
-        w_in, w_out = params["blocks.1.mlp.in.weight"], params["blocks.1.mlp.out.weight"]
-        for i in range(4):
-            w_in[i, 22 + i], w_in[i + 4, 22 + i] = 1.0, -1.0
-            w_in[i + 8, 26 + i], w_in[i + 12, 26 + i] = 1.0, -1.0
-        signed = torch.tensor([1.0] * 4 + [-1.0] * 4) * 4.0
-        w_out[19, :8], w_out[18, :8] = signed, -signed  # A: logits ids 0/1 read dims 18/19
-        w_out[21, 8:], w_out[20, 8:] = signed, -signed  # B: ids 2/3 read dims 20/21
-        for vocab_id in range(4):
-            params["unembed.weight"][vocab_id, 18 + vocab_id] = 1.0
+        _plant_mlp_readout(params, layer=1, a_dims=22, b_dims=26)
+    return model, *_query_tasks(model, feats, query, gen)
+
+
+def _plant_mlp_readout(params: dict[str, Tensor], layer: int, a_dims: int, b_dims: int) -> None:
+    """MLP ``layer``: neurons 0-7 read ``+-a`` (4 dims from ``a_dims``), 8-15 ``+-b``, and
+    write A's logits (vocab ids 0/1, dims 18/19) and B's (ids 2/3, dims 20/21)."""
+    w_in, w_out = params[f"blocks.{layer}.mlp.in.weight"], params[f"blocks.{layer}.mlp.out.weight"]
+    for i in range(4):
+        w_in[i, a_dims + i], w_in[i + 4, a_dims + i] = 1.0, -1.0
+        w_in[i + 8, b_dims + i], w_in[i + 12, b_dims + i] = 1.0, -1.0
+    signed = torch.tensor([1.0] * 4 + [-1.0] * 4) * 4.0
+    w_out[19, :8], w_out[18, :8] = signed, -signed
+    w_out[21, 8:], w_out[20, 8:] = signed, -signed
+    for vocab_id in range(4):
+        params["unembed.weight"][vocab_id, 18 + vocab_id] = 1.0
+
+
+def _query_tasks(
+    model: nn.Module, feats: Tensor, query: int, gen: torch.Generator
+) -> tuple[Subtask, Subtask]:
+    """Freeze ``model``; subtasks A (sign of ``sum(a)``) and B (of ``sum(b)``) on
+    ``[token, QUERY]`` inputs, read at the query position (A: ids 0-1, B: ids 2-3)."""
     for p in model.parameters():
         p.requires_grad_(False)
     n = 512
-    tokens = torch.randint(0, n_tokens, (2 * n,), generator=gen)
+    tokens = torch.randint(0, query, (2 * n,), generator=gen)
     x = torch.stack([tokens, torch.full_like(tokens, query)], dim=1)
     a = (feats[tokens, 0:4].sum(1) > 0).long()
     b = (feats[tokens, 4:8].sum(1) > 0).long()
@@ -210,4 +200,4 @@ def planted_path_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module,
 
     task_a = Subtask("A", (x[:n], a[:n]), (x[n:], a[n:]), chance=0.5, readout=head(0))
     task_b = Subtask("B", (x[:n], b[:n]), (x[n:], b[n:]), chance=0.5, readout=head(2))
-    return model, task_a, task_b
+    return task_a, task_b
