@@ -97,20 +97,9 @@ def planted_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module, Subt
     (ids 2-3). So A's circuit is head 0 and neurons 0-7, B's is head 1 and neurons 8-15.
     No layer norms, so the circuit is exact.
     """
-    from sc_interp._demo import tiny_bridge
-
-    d_model, query = 32, n_tokens
-    model = tiny_bridge(
-        seed, d_model=d_model, d_head=4, n_heads=4, n_layers=1, n_ctx=2, d_vocab=n_tokens + 1,
-        d_mlp=16, normalization_type=None,  # type: ignore[arg-type]
-    )  # fmt: skip
-    gen = torch.Generator().manual_seed(seed)
-    feats = torch.randn(n_tokens, 8, generator=gen)
-    params = model.state_dict(keep_vars=True)
+    model, params, feats, gen = _blank_bridge(n_layers=1, n_tokens=n_tokens, seed=seed)
+    query = n_tokens
     with torch.no_grad():
-        for p in params.values():
-            p.zero_()
-        params["embed.weight"][:n_tokens, 0:8] = feats  # a in dims 0-3, b in dims 4-7
         params["embed.weight"][query, 9] = 1.0  # query marker
         params["pos_embed.weight"][0, 8] = 1.0  # position-0 marker
         q, k = params["blocks.0.attn.q.weight"], params["blocks.0.attn.k.weight"]
@@ -140,20 +129,9 @@ def planted_path_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module,
     Example:
         >>> model, task_a, task_b = planted_path_bridge(n_tokens=64)  # doctest: +SKIP
     """
-    from sc_interp._demo import tiny_bridge
-
-    d_model, query = 32, n_tokens
-    model = tiny_bridge(
-        seed, d_model=d_model, d_head=4, n_heads=4, n_layers=2, n_ctx=2, d_vocab=n_tokens + 1,
-        d_mlp=16, normalization_type=None,  # type: ignore[arg-type]
-    )  # fmt: skip
-    gen = torch.Generator().manual_seed(seed)
-    feats = torch.randn(n_tokens, 8, generator=gen)
-    params = model.state_dict(keep_vars=True)
+    model, params, feats, gen = _blank_bridge(n_layers=2, n_tokens=n_tokens, seed=seed)
+    query = n_tokens
     with torch.no_grad():
-        for p in params.values():
-            p.zero_()
-        params["embed.weight"][:n_tokens, 0:8] = feats  # a in dims 0-3, b in dims 4-7
         for layer, (src, dst) in enumerate(((0, 10), (10, 22))):
             v = params[f"blocks.{layer}.attn.v.weight"]
             o = params[f"blocks.{layer}.attn.o.weight"]
@@ -163,6 +141,27 @@ def planted_path_bridge(n_tokens: int = 2048, seed: int = 0) -> tuple[nn.Module,
                     o[dst + h * 4 + i, h * 4 + i] = 1.0
         _plant_mlp_readout(params, layer=1, a_dims=22, b_dims=26)
     return model, *_query_tasks(model, feats, query, gen)
+
+
+def _blank_bridge(
+    n_layers: int, n_tokens: int, seed: int
+) -> tuple[nn.Module, dict[str, Tensor], Tensor, torch.Generator]:
+    """A planted bridge's start: every weight zero but the token features ``a`` (dims 0-3)
+    and ``b`` (dims 4-7) in the embedding; ``n_tokens`` is also the query token's id."""
+    from sc_interp._demo import tiny_bridge
+
+    model = tiny_bridge(
+        seed, d_model=32, d_head=4, n_heads=4, n_layers=n_layers, n_ctx=2,
+        d_vocab=n_tokens + 1, d_mlp=16, normalization_type=None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n_tokens, 8, generator=gen)
+    params = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for p in params.values():
+            p.zero_()
+        params["embed.weight"][:n_tokens, 0:8] = feats
+    return model, params, feats, gen
 
 
 def _plant_mlp_readout(params: dict[str, Tensor], layer: int, a_dims: int, b_dims: int) -> None:

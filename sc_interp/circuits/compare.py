@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sc_interp._optional import require
 from sc_interp.circuits._circuit import Circuit
@@ -221,12 +221,7 @@ def node_sets(
             full = NodeView(set(), None, full_units(dims.n_layers, dims.n_heads))
             universe |= _lift(full, lift).universe or set()
     outside = ref.nodes - universe
-    if sub.scores is not None:
-        scores, by = sub.scores, "subnetwork"
-    elif ref.scores is not None:
-        scores, by = ref.scores, "circuit"
-    else:
-        scores, by = None, "none"
+    scores, by = _ranking_scores(sub, ref)
     return ComparedSets(
         universe,
         sub.nodes & universe,
@@ -280,12 +275,7 @@ def edge_sets(
         universe = sub.edges | ref.edges | set(sub.scores or ()) | set(ref.scores or ())
         universe |= ref.universe or set()
         universe |= full_edges(dims.n_layers, dims.n_heads)
-    if sub.scores is not None:
-        scores, by = sub.scores, "subnetwork"
-    elif ref.scores is not None:
-        scores, by = ref.scores, "circuit"
-    else:
-        scores, by = None, "none"
+    scores, by = _ranking_scores(sub, ref)
     return ComparedSets(
         universe, sub.edges & universe, ref.edges & universe, ref.edges - universe, scores, by,
         set(),
@@ -422,3 +412,12 @@ def compare(
         layer: ("mlp" if layer in lift else "neuron") for layer in layers
     }
     return frame
+
+
+def _ranking_scores(sub: Any, ref: Any) -> tuple[Any, str]:
+    """The scores AUROC ranks by: the subnetwork's if it has any, else the circuit's."""
+    if sub.scores is not None:
+        return sub.scores, "subnetwork"
+    if ref.scores is not None:
+        return ref.scores, "circuit"
+    return None, "none"
