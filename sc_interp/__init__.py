@@ -9,6 +9,7 @@ Importing this package imports none of transformer_lens, nnsight, matplotlib or 
 
 from sc_interp import circuits, plot
 from sc_interp._persist import bake, load_masks
+from sc_interp._trace_path import TracePlan
 from sc_interp.ablate import ablate, isolate
 from sc_interp.adapters.nnsight import apply_in_trace
 from sc_interp.analysis import test_compositionality
@@ -52,6 +53,7 @@ __all__ = [
     "Subnetwork",
     "Subtask",
     "TargetError",
+    "TracePlan",
     "TrainConfig",
     "TrainingError",
     "UnsupportedModelError",

@@ -133,6 +133,19 @@ def is_masked(root: nn.Module, site: Site) -> bool:
     return any(isinstance(p, WeightMask) for p in module.parametrizations[site.attr])  # type: ignore[union-attr]
 
 
+def masked_modules(root: nn.Module) -> list[str]:
+    """Paths of the modules of ``root`` that carry sc-interp neuron, head or weight masks."""
+    out = []
+    for path, module in root.named_modules():
+        hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+        parametrized = getattr(module, "parametrizations", None) or {}
+        if any(isinstance(h, ActivationMask | InputMask) for h in hooks) or any(
+            isinstance(p, WeightMask) for plist in parametrized.values() for p in plist
+        ):
+            out.append(path)
+    return out
+
+
 def install(root: nn.Module, site: Site, masks: MaskSet) -> Handle:
     """Install the mask for ``site`` on ``root`` and return how to undo it."""
     if site.kind == "edge":

@@ -72,6 +72,11 @@ def forward(model: object, x: Any) -> Any:
 
 
 def _forward(model: object, x: Any) -> Any:
+    from sc_interp import _trace_path
+
+    plan = _trace_path.active(model)
+    if plan is not None:  # remote=: the server places the inputs; interventions in the trace
+        return plan.run(x)
     if isinstance(x, torch.Tensor | PromptBatch):
         x = x.to(model_device(model))
     args, kwargs = prompt_arguments(resolve(model), x) if isinstance(x, PromptBatch) else ((x,), {})

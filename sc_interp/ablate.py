@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sc_interp import _hooks, _validate
+from sc_interp import _hooks, _trace_path, _validate
 from sc_interp._prompt_batch import PromptBatch
 from sc_interp._run import forward
 from sc_interp._state import preserved
@@ -60,7 +60,8 @@ def ablate(
     *,
     data: Subtask | Tensor | None = None,
     seed: int = 0,
-) -> Iterator[MaskSet]:
+    remote: bool | str = False,
+) -> Iterator[Any]:
     """Run ``model`` with the subnetwork removed (its complement kept).
 
     Args:
@@ -71,6 +72,16 @@ def ablate(
             prompts as a PromptBatch). Resampling prompts needs ``data`` padded to the
             same length as the inputs run (a prompt Subtask pads all its splits alike).
         seed: seeds ``random`` and ``resample``.
+        remote: for an nnsight ``LanguageModel`` / ``TransformersModel`` and a neuron or
+            head subnetwork: ``True`` (NDIF), ``"local"`` (nnsight's serverless dry run of
+            the remote path) or a host URL runs the ablation as interventions inside
+            ``model.trace(..., remote=remote)`` instead of hooks: every run sc-interp makes
+            in the block (:func:`~sc_interp.evaluate`, recording ``mean``/``resample``
+            activations) is such a trace, and the block yields a :class:`TracePlan`.
+            No hook is attached and no sc-interp code travels with the request.
+
+    Yields:
+        The attached hard :class:`MaskSet` (with ``remote``, the :class:`TracePlan`).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
@@ -78,7 +89,7 @@ def ablate(
         >>> with ablate(net, sub):
         ...     out = net(torch.ones(1, 2))
     """
-    with _masked(model, sub, method, data, seed, keep_subnetwork=False) as masks:
+    with _masked(model, sub, method, data, seed, remote, keep_subnetwork=False) as masks:
         yield masks
 
 
@@ -90,11 +101,12 @@ def isolate(
     *,
     data: Subtask | Tensor | None = None,
     seed: int = 0,
-) -> Iterator[MaskSet]:
+    remote: bool | str = False,
+) -> Iterator[Any]:
     """Run ``model`` with only the subnetwork kept (within the masked sites).
 
-    Arguments as for :func:`ablate`; ``method`` says what replaces the units outside the
-    subnetwork.
+    Arguments as for :func:`ablate` (``remote`` included); ``method`` says what replaces
+    the units outside the subnetwork.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
@@ -102,18 +114,24 @@ def isolate(
         >>> with isolate(net, sub):  # hidden units 1 and 2 are zeroed
         ...     out = net(torch.ones(1, 2))
     """
-    with _masked(model, sub, method, data, seed, keep_subnetwork=True) as masks:
+    with _masked(model, sub, method, data, seed, remote, keep_subnetwork=True) as masks:
         yield masks
 
 
 @contextlib.contextmanager
 def _masked(
-    model: object, sub: SubnetworkLike, method: str, data: Any, seed: int, keep_subnetwork: bool
-) -> Iterator[MaskSet]:
+    model: object, sub: SubnetworkLike, method: str, data: Any, seed: int,
+    remote: bool | str, keep_subnetwork: bool,
+) -> Iterator[Any]:  # fmt: skip
     if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(f"unknown ablation method {method!r}; allowed: {', '.join(METHODS)}")
     seed = _validate.integer("seed", seed, minimum=0, maximum=2**63 - 1)
+    remote = _trace_path.check_remote(remote)
     root = resolve(model)
+    if remote is not False:
+        with _traced(model, root, sub, method, data, seed, remote, keep_subnetwork) as plan:
+            yield plan
+        return
     with preserved(root, train_flags=False):
         with _applied(model, root, sub, method, data, seed, keep_subnetwork) as masks:
             yield masks
@@ -151,6 +169,46 @@ def _applied(
             for handle in handles:
                 handle.remove()
             masks.detach()
+
+
+@contextlib.contextmanager
+def _traced(
+    model: object, root: nn.Module, sub: SubnetworkLike, method: str, data: Any, seed: int,
+    remote: bool | str, keep_subnetwork: bool,
+) -> Iterator[_trace_path.TracePlan]:  # fmt: skip
+    """The remote path: no hooks, every run of ``model`` is a trace with interventions."""
+    if isinstance(sub, MaskSet) and sub.attached:
+        raise ConfigError(
+            "remote= takes a detached MaskSet or a Subnetwork: an attached MaskSet's hooks "
+            "would not run remotely"
+        )
+    hard, unit, _ = _as_masks(root, sub)
+    if unit not in _UNITS_OF[method] or method == "random":
+        raise ConfigError(
+            f"method {method!r} does not run through a trace for {unit} units; with remote= "
+            "use zero, mean or resample on neuron or head subnetworks"
+        )
+    if method in ("mean", "resample") and data is None:
+        raise ConfigError(f"method {method!r} needs data= (a Subtask or a tensor of inputs)")
+    inputs = _inputs(data) if data is not None else None
+    sites = {s.name: s for s in find_sites(root, unit) if s.name in hard}
+    with _trace_path.planned(
+        model, hard, sites, keep_subnetwork=keep_subnetwork, method=method, inputs=inputs,
+        seed=seed, remote=remote,
+    ) as plan:  # fmt: skip
+        yield plan
+
+
+def _inputs(data: Any) -> Tensor | PromptBatch:
+    """The inputs ``mean``/``resample`` record: a Subtask's training inputs, or ``data``."""
+    inputs = (
+        cat_inputs([x for x, _ in data.batches("train")]) if isinstance(data, Subtask) else data
+    )
+    if not isinstance(inputs, Tensor | PromptBatch) or len(inputs) == 0:
+        raise ConfigError(
+            "mean/resample need data as a non-empty input tensor, a PromptBatch or a Subtask"
+        )
+    return inputs
 
 
 def _exact(hard: dict[str, Tensor]) -> list[str]:
@@ -206,14 +264,7 @@ def _fresh_weights(root: nn.Module, hard: dict[str, Tensor], seed: int) -> dict[
 def _set_activation_replacements(
     model: object, masks: MaskSet, method: str, data: Any, seed: int
 ) -> list[Any]:
-    # a Subtask contributes its training inputs, whatever form its data takes
-    inputs = (
-        cat_inputs([x for x, _ in data.batches("train")]) if isinstance(data, Subtask) else data
-    )
-    if not isinstance(inputs, Tensor | PromptBatch) or len(inputs) == 0:
-        raise ConfigError(
-            "mean/resample need data as a non-empty input tensor, a PromptBatch or a Subtask"
-        )
+    inputs = _inputs(data)
     if masks.config.unit == "edge":
         from sc_interp import _edge_ablate
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from sc_interp import _validate
+from sc_interp import _trace_path, _validate
 from sc_interp._distributed import Sync, current
 from sc_interp._run import forward
 from sc_interp._state import preserved
@@ -127,10 +127,17 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: object, task: Subtask, split: str = "test") -> Evaluation:
+def evaluate(
+    model: object, task: Subtask, split: str = "test", *, remote: bool | str = False
+) -> Evaluation:
     """Evaluate ``model`` (with whatever masks are attached) on ``task``'s ``split``.
 
     The model is run in eval mode; its train/eval flags are restored afterwards.
+
+    Inside ``sc.ablate(..., remote=...)`` / ``sc.isolate(..., remote=...)`` on an nnsight
+    model every batch runs as one ``model.trace(..., remote=...)`` with the ablation's
+    interventions. ``remote`` here does the same for the model as it is (no ablation open):
+    ``True`` (NDIF), ``"local"`` (nnsight's serverless dry run) or a host URL.
 
     Example:
         >>> net = torch.nn.Linear(2, 2)
@@ -142,6 +149,12 @@ def evaluate(model: object, task: Subtask, split: str = "test") -> Evaluation:
     _validate.instance(
         "task", task, Subtask, "a Subtask (sc.Subtask(name, train=(x, y), test=(x, y)))"
     )
+    remote = _trace_path.check_remote(remote)
+    if remote is not False and _trace_path.active(model) is None:
+        with _trace_path.planned(
+            model, {}, {}, keep_subnetwork=True, method="zero", inputs=None, seed=0, remote=remote
+        ):
+            return evaluate(model, task, split)
     with preserved(root):
         root.eval()
         total_metric = total_loss = 0.0

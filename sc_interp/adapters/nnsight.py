@@ -1,10 +1,11 @@
 """nnsight adapter: ``NNsight`` / ``LanguageModel`` wrap a torch module in place.
 
 Masks attach to the wrapped module, so they act inside ``model.trace(...)`` like anywhere
-else. For remote execution (NDIF), where hooks on the local module do not travel,
-:func:`apply_in_trace` writes a MaskSet's neuron/head masks as nnsight interventions on
-the module outputs (or, for sites with ``io="input"`` such as Hugging Face heads and
-neurons, the module inputs) inside an open trace. nnsight is never imported here: wrappers are
+else. :func:`apply_in_trace` writes a MaskSet's neuron/head masks as nnsight interventions
+on the module outputs (or, for sites with ``io="input"`` such as Hugging Face heads and
+neurons, the module inputs) inside an open local trace. For remote execution (NDIF), where
+neither hooks nor sc-interp code travel, use ``sc.ablate`` / ``sc.isolate`` with
+``remote=`` (:mod:`sc_interp._trace_path`). nnsight is never imported here: wrappers are
 recognised by class.
 """
 
@@ -54,8 +55,11 @@ def apply_in_trace(model: Any, masks: Any) -> None:
     """Apply a MaskSet's (or Subnetwork's) neuron/head masks as nnsight interventions.
 
     Call inside ``with model.trace(...):`` before reading outputs. The MaskSet should be
-    detached (it was learned locally and saved, then loaded for the remote model), since
-    attached masks already act through hooks. Weight masks cannot be applied this way.
+    detached, since attached masks already act through hooks. Weight masks cannot be
+    applied this way. This runs sc-interp code inside the trace, so it is for local traces:
+    a remote (NDIF) request would have to carry sc-interp; there, use
+    ``sc.isolate(model, sub, remote=True)`` (and :meth:`TracePlan.interventions` for a
+    trace of your own), whose requests hold only torch operations.
 
     Example:
         >>> with nn_model.trace(x):  # doctest: +SKIP
