@@ -7,10 +7,16 @@ gradients are summed across ranks with one ``all_reduce`` per step, so every ran
 same Adam step as one process on the whole global batch would (up to float summation
 order). Loss and accuracy statistics are summed the same way; a non-finite loss on any
 rank stops every rank.
+
+Sharded models: FSDP2 (``torch.distributed.fsdp.fully_shard``) keeps each parameter as a
+sharded ``DTensor`` outside its forward; weight masks gather it (see ``_hooks.WeightMask``).
+FSDP1 (``FullyShardedDataParallel``) flattens parameters into shards, so their shapes cannot
+be read and it is refused.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,15 +24,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sc_interp.errors import ConfigError
+from sc_interp.errors import ConfigError, UnsupportedModelError
 
 
 @dataclass(frozen=True)
 class Sync:
-    """How this process takes part in training: ``world`` processes, this one ``rank``."""
+    """How this process takes part in training: ``world`` processes, this one ``rank``.
+
+    ``sharded``: the model's forward is itself collective (FSDP2), so every rank must run
+    every forward.
+    """
 
     world: int = 1
     rank: int = 0
+    sharded: bool = False
 
     @property
     def active(self) -> bool:
@@ -37,6 +48,14 @@ class Sync:
         if not self.active:
             return x, y, 1.0
         n = len(y)
+        if self.sharded and n < self.world:
+            # the same on every rank (same global batch), so every rank raises
+            raise ConfigError(
+                f"a global batch of {n} example(s) cannot be split over {self.world} ranks "
+                "of a sharded (FSDP2) model: each rank must run every forward; use a "
+                "batch_size and a number of training examples that leave every batch, the "
+                f"last one included, at least {self.world} examples"
+            )
         start, stop = n * self.rank // self.world, n * (self.rank + 1) // self.world
         index = torch.arange(start, stop)
         return x[index], y[index.to(y.device)], (stop - start) / n
@@ -83,7 +102,7 @@ class Sync:
                 p.grad = None
 
 
-def current(setting: bool | None) -> Sync:
+def current(setting: bool | None, sharded: bool = False) -> Sync:
     """The process group to train in: ``None`` uses it when one with 2+ processes exists."""
     dist = torch.distributed
     ready = dist.is_available() and dist.is_initialized()
@@ -94,4 +113,55 @@ def current(setting: bool | None) -> Sync:
             "TrainConfig(distributed=True) needs an initialised torch.distributed process "
             "group (torch.distributed.init_process_group, torchrun or accelerate launch)"
         )
-    return Sync(world=dist.get_world_size(), rank=dist.get_rank())
+    return Sync(world=dist.get_world_size(), rank=dist.get_rank(), sharded=sharded)
+
+
+def is_sharded(tensor: object) -> bool:
+    """Whether ``tensor`` is a ``DTensor`` (as FSDP2's ``fully_shard`` keeps parameters)."""
+    # sys.modules: a model can only hold DTensors once torch.distributed.tensor is imported,
+    # so the check never imports it
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(tensor, module.DTensor)
+
+
+def has_sharded_parameters(root: torch.nn.Module) -> bool:
+    """Whether any parameter of ``root`` is a ``DTensor`` (FSDP2 or tensor parallelism)."""
+    return any(is_sharded(p) for p in root.parameters())
+
+
+def initialise_fsdp2(root: torch.nn.Module) -> None:
+    """Run FSDP2's lazy initialisation now, before weight masks parametrize its parameters.
+
+    On its first forward FSDP2 reads each parameter back with ``getattr`` and expects its
+    sharded ``DTensor``; under a weight mask that ``getattr`` returns the masked full weight.
+    ``FSDPModule.unshard()`` runs the same initialisation first (an all-gather: collective,
+    so every rank must attach the same masks, as ``train_masks`` does).
+    """
+    module = sys.modules.get("torch.distributed.fsdp")
+    if module is None:
+        return
+    for m in root.modules():
+        if isinstance(m, module.FSDPModule):
+            fsdp_module: Any = m  # pyright sees the Module, not the FSDPModule mixin
+            fsdp_module.unshard()
+            fsdp_module.reshard()
+
+
+def refuse_fsdp1(root: torch.nn.Module) -> None:
+    """Raise if ``root`` is or contains an FSDP1 ``FullyShardedDataParallel`` wrapper.
+
+    Raises:
+        UnsupportedModelError: FSDP1 replaces the parameters by flat 1-D shards outside its
+            forward, so neither site shapes nor weight parametrizations can work.
+    """
+    module = sys.modules.get("torch.distributed.fsdp")
+    if module is None:  # FSDP was never imported, so nothing can be wrapped in it
+        return
+    if any(isinstance(m, module.FullyShardedDataParallel) for m in root.modules()):
+        raise UnsupportedModelError(
+            "cannot mask a model wrapped in FullyShardedDataParallel (FSDP1): it replaces "
+            "the parameters by flat 1-D shards outside its forward, so their shapes (the "
+            "mask sites) cannot be read and weight parametrizations break its unsharding; "
+            "shard with FSDP2 (torch.distributed.fsdp.fully_shard) instead, or attach masks "
+            "to the unwrapped model"
+        )

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from sc_interp._distributed import is_sharded
+
 if TYPE_CHECKING:
     from sc_interp.masks import MaskSet
     from sc_interp.sites import Site
@@ -33,6 +35,13 @@ class WeightMask(nn.Module):
         self.site_name = name
 
     def forward(self, weight: Tensor) -> Tensor:
+        if is_sharded(weight):
+            # FSDP2 (fully_shard) writes its gathered weight into the module's _parameters
+            # during forward, but parametrize reads our ``original``: the local shard. Gather
+            # it ourselves (one all-gather per masked weight and forward; not cached, which
+            # would keep a full copy of every masked weight alive).
+            full = weight.full_tensor()  # type: ignore[attr-defined]
+            return self.masks._masked_weight(self.site_name, full, cache=False)  # type: ignore[attr-defined]
         return self.masks._masked_weight(self.site_name, weight)  # type: ignore[attr-defined]
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from sc_interp import _hooks, _validate
+from sc_interp._distributed import has_sharded_parameters, initialise_fsdp2
 from sc_interp._freezing import freeze, release
 from sc_interp._state import preserved
 from sc_interp.adapters import resolve
@@ -166,13 +167,15 @@ class MaskSet(nn.Module):
         return cached[1]
 
     # ------------------------------------------------------------ application
-    def _masked_weight(self, name: str, weight: Tensor) -> Tensor:
+    def _masked_weight(self, name: str, weight: Tensor, cache: bool = True) -> Tensor:
         if self._disabled:
             return weight
         replacement = self._replacements.get(name)
         if self.training and replacement is None:
             return self._fused_weight(name, weight)
-        cacheable = not self.training and not (torch.is_grad_enabled() and weight.requires_grad)
+        cacheable = (
+            cache and not self.training and not (torch.is_grad_enabled() and weight.requires_grad)
+        )
         hard = self.mask(name)
         if cacheable:
             # ``model.to(...)`` may swap a parameter's data without bumping its version
@@ -385,6 +388,8 @@ def attach_masks(
         masks._attached = True
         try:
             freeze(root)
+            if config.unit == "weight" and has_sharded_parameters(root):
+                initialise_fsdp2(root)
             for site in sites:
                 masks._handles.append(_hooks.install(root, site, masks))
         except BaseException:

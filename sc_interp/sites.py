@@ -244,7 +244,9 @@ def fingerprint(state_keys_and_shapes: Sequence[tuple[str, tuple[int, ...]]]) ->
 
 def model_fingerprint(model: torch.nn.Module) -> str:
     """Fingerprint of ``model``: state_dict keys and shapes, ignoring our parametrizations."""
-    items = []
+    # a dict: FSDP2 writes its parameter back under the plain name while a weight mask
+    # parametrizes it, so the state_dict may hold both ``x.weight`` and its ``original``
+    items: dict[str, tuple[int, ...]] = {}
     for key, value in model.state_dict().items():
-        items.append((_PARAMETRIZED_KEY.sub(r".\1", key), tuple(value.shape)))
-    return fingerprint(items)
+        items[_PARAMETRIZED_KEY.sub(r".\1", key)] = tuple(value.shape)
+    return fingerprint(list(items.items()))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from sc_interp import _trace_path, _validate
-from sc_interp._distributed import Sync, current
+from sc_interp._distributed import Sync, current, has_sharded_parameters
 from sc_interp._run import forward
 from sc_interp._state import preserved
 from sc_interp.adapters import resolve
@@ -201,17 +201,33 @@ def train_masks(
     rank's loss is weighted by its share and the mask-logit gradients are summed with one
     ``all_reduce`` per step, so every rank ends with the same masks as one process training
     on the global batch (up to float summation order; exact for mean-reduced losses such as
-    the default cross-entropy). The model needs no ``DistributedDataParallel`` wrapper: its
-    weights are frozen and the mask logits live in the MaskSet. Held-out evaluations run
-    on every rank. For FSDP, wrap with ``use_orig_params=True`` and attach weight masks to
-    the original parameter names (not tested here; neuron and head masks need nothing).
+    the default cross-entropy). Held-out evaluations run on every rank.
+
+    The model needs no ``DistributedDataParallel`` wrapper: its weights are frozen and the
+    mask logits live in the MaskSet. With accelerate, ``Accelerator()`` initialises the
+    process group; ``accelerator.prepare(model)`` is not needed either, and a model it
+    wrapped in DDP may be passed as is: the wrapper is unwrapped (``.module``), so site
+    names and mask files are the plain model's. Do not ``prepare`` the Subtask's data:
+    ``train_masks`` shards each global batch itself.
+
+    FSDP2 (``torch.distributed.fsdp.fully_shard``): neuron, head and weight masks work on
+    the sharded model (same masks as one process). A weight mask all-gathers its weight
+    with ``DTensor.full_tensor()`` on every forward and keeps the full weight of each
+    masked layer for the backward pass, so weight masks give up FSDP's memory saving on
+    the masked layers. Attaching weight masks runs FSDP2's initialisation (an all-gather)
+    and every forward is collective, so every global batch (the last included) needs at
+    least one example per rank. FSDP1 (``FullyShardedDataParallel``, also with
+    ``use_orig_params=True``) is refused: it keeps parameters as flat 1-D shards outside
+    its forward, so sites cannot be read and parametrizations break its unsharding.
 
     Returns:
         The learned :class:`Subnetwork` (hard masks, logits, history).
 
     Raises:
         TrainingError: the loss became NaN or infinite (on any rank, when distributed).
-        ConfigError: ``distributed=True`` without an initialised process group.
+        ConfigError: ``distributed=True`` without an initialised process group, or a
+            global batch smaller than the number of ranks on an FSDP2 model.
+        UnsupportedModelError: the model is wrapped in FSDP1 ``FullyShardedDataParallel``.
 
     Example:
         >>> from sc_interp.toy import planted_mlp, planted_tasks
@@ -230,7 +246,7 @@ def train_masks(
         from dataclasses import replace
 
         task = replace(task, batch_size=train.batch_size)
-    sync = current(train.distributed)
+    sync = current(train.distributed, sharded=has_sharded_parameters(root))
     generator = torch.Generator().manual_seed(train.seed)
     history: list[dict[str, float]] = []
     with preserved(root):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from sc_interp._distributed import refuse_fsdp1
 from sc_interp.adapters import nnsight as _nnsight
 from sc_interp.adapters import torch as _torch
 from sc_interp.errors import UnsupportedModelError
@@ -38,11 +39,17 @@ from sc_interp.sites import Site, check_unit
 def resolve(model: object) -> nn.Module:
     """The ``torch.nn.Module`` that runs ``model`` (unwrapping nnsight's ``NNsight``).
 
+    A ``DistributedDataParallel`` wrapper (what ``accelerate``'s ``prepare`` returns in a
+    multi-process run) is unwrapped to its ``.module``, so site names, mask files and
+    fingerprints are the plain model's (no ``module.`` prefix).
+
     Raises:
         UnsupportedModelError: ``model`` is neither a torch module nor a supported wrapper.
     """
     if _nnsight.is_nnsight(model):
         return _nnsight.unwrap(model)
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return resolve(model.module)
     if isinstance(model, nn.Module):
         return model
     raise UnsupportedModelError(
@@ -55,10 +62,16 @@ def resolve(model: object) -> nn.Module:
 def find_sites(model: object, unit: str) -> list[Site]:
     """All mask sites of ``unit`` kind in ``model``, in forward order.
 
+    Raises:
+        UnsupportedModelError: ``model`` is not supported, or is wrapped in FSDP1
+            ``FullyShardedDataParallel`` (use FSDP2's ``fully_shard``).
+
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
         >>> [s.name for s in find_sites(net, "neuron")]
         ['0', '2']
     """
     check_unit(unit)
-    return _torch.sites(resolve(model), unit)
+    root = resolve(model)
+    refuse_fsdp1(root)
+    return _torch.sites(root, unit)
