@@ -16,6 +16,9 @@ printed next to them because they are less sensitive to other load on a shared m
 - *train step*: forward + loss + backward + Adam step on the mask logits;
 - *hard forward, first*: the first evaluation forward after a training step (logits changed);
 - *hard forward, again*: the next evaluation forward (sc-interp caches masked weights in eval).
+- *train, sc fused Adam*: the sc-interp train step on a fourth copy with the Adam that
+  ``train_masks`` runs (``Adam(fused=True)`` where torch has the kernel) against
+  NeuroSurgeon with torch's default Adam (NeuroSurgeon has no training loop of its own).
 
 A third, unmasked copy gives two references: a plain forward and a fine-tune step (Adam on
 every weight). Ratios are ``sc-interp / NeuroSurgeon``: lower is better, < 1 means faster.
@@ -40,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 import sc_interp as sc
+from sc_interp.train import mask_optimizer
 
 INSTALL_HINT = (
     "NeuroSurgeon is not installed. Install it without letting pip touch torch:\n"
@@ -162,6 +166,14 @@ def run_case(case: Case, steps: int, warmup: int = 3) -> dict[str, Any]:
     )
     masks.beta = TEMPERATURE
     sc_opt = torch.optim.Adam(masks.parameters(), lr=LR)
+    # a second copy trained with the Adam that train_masks runs (fused where torch has it)
+    fused_model = copy.deepcopy(case.model)
+    fused_masks = sc.attach_masks(
+        fused_model,
+        sc.MaskConfig(unit="weight", targets=case.sc_targets, relaxation="continuous", init=INIT),
+    )
+    fused_masks.beta = TEMPERATURE
+    fused_opt = mask_optimizer(fused_masks.parameters(), lr=LR)
 
     circuit = circuit_model(
         circuit_config(
@@ -198,6 +210,13 @@ def run_case(case: Case, steps: int, warmup: int = 3) -> dict[str, Any]:
         loss.backward()
         sc_opt.step()
 
+    def fused_step() -> None:
+        fused_opt.zero_grad(set_to_none=True)
+        with fused_masks.step() as step:
+            loss = case.loss(fused_model, inputs) + L0_WEIGHT * step.l0()
+        loss.backward()
+        fused_opt.step()
+
     def ns_step() -> None:
         ns_opt.zero_grad(set_to_none=True)
         l0 = sum(layer.calculate_l0() for layer in ns_layers)
@@ -233,6 +252,8 @@ def run_case(case: Case, steps: int, warmup: int = 3) -> dict[str, Any]:
     def sc_round() -> None:
         masks.train()
         timed("sc train step", sc_step)
+        fused_masks.train()
+        timed("sc train step, train_masks' Adam", fused_step)
         masks.eval()
         timed("sc hard forward, first", sc_forward)
         timed("sc hard forward, again", sc_forward)
@@ -300,6 +321,11 @@ def table(results: list[dict[str, Any]], steps: int) -> str:
             lines.append(
                 f"{measure:22s} {a:10.2f} {b:10.2f} {a / b:6.3f} {c:9.2f} {d:9.2f} {c / d:6.3f}"
             )
+        a, c = med["sc train step, train_masks' Adam"], low["sc train step, train_masks' Adam"]
+        b, d = med["ns train step"], low["ns train step"]
+        lines.append(
+            f"{'train, sc fused Adam':22s} {a:10.2f} {b:10.2f} {a / b:6.3f} {c:9.2f} {d:9.2f} {c / d:6.3f}"
+        )
         for key in ("ref fine-tune step", "ref plain forward"):
             label = "no masks: " + key.removeprefix("ref ")
             lines.append(f"{label:22s} {med[key]:10.2f} {'':17s} {low[key]:9.2f}")

@@ -10,7 +10,10 @@ in-place ``sigmoid_backward``. The base weight is frozen, so no gradient is comp
 it unless it asks for one.
 
 Each function returns ``(masked_weight, mask)``; the mask is differentiable, so an L0
-penalty that sums it (:meth:`sc_interp.MaskSet.step`) shares the same backward pass.
+penalty that sums it shares the same backward pass. In a training step
+(:meth:`sc_interp.MaskSet.step`) :func:`continuous_masked_weight_and_sum` also returns the
+mask's sum, taken while the mask is still in cache, so the L0 penalty needs no pass of its
+own over the mask, forward or backward.
 """
 
 from __future__ import annotations
@@ -38,22 +41,39 @@ def _soft(logits: Tensor, beta: float) -> Tensor:
 
 def _logit_gradient(
     weight: Tensor, logits: Tensor, soft: Tensor, beta: float, grad_out: Tensor | None,
-    grad_mask: Tensor | None,
+    grad_mask: Tensor | None, grad_total: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
-    """``beta * soft * (1 - soft) * (grad_out * weight + grad_mask)`` in two passes."""
+    """``beta * soft * (1 - soft) * (grad_out * weight + grad_mask + grad_total)``, two passes.
+
+    ``grad_total`` is the gradient of the mask's sum (a 0-d tensor), as the fused L0 sum of
+    :func:`continuous_masked_weight_and_sum` gets it.
+    """
     scalar = _scalar_gradient(grad_mask)
-    if grad_out is None:
+    if scalar is not None:  # the L0 sum's constant gradient, reached through the mask
+        grad_total = scalar if grad_total is None else grad_total + scalar
+        grad_mask = None
+    if grad_out is None and grad_mask is None:
+        assert grad_total is not None
+        acc = torch.zeros_like(soft).add_(grad_total * beta)
+    elif grad_out is None:
         assert grad_mask is not None
         acc = grad_mask.to(logits.dtype) * beta
-    elif weight.dtype == logits.dtype and (grad_mask is None or scalar is not None):
+        if grad_total is not None:
+            acc = acc.add_(grad_total * beta)
+    elif weight.dtype == logits.dtype and grad_mask is None:
         # one pass: beta * (grad_out * weight) + beta * (the L0 sum's constant gradient)
-        base = (scalar * beta) if scalar is not None else torch.zeros((), dtype=logits.dtype)
-        acc = torch.addcmul(base.to(logits.device), grad_out, weight, value=beta)
+        if grad_total is not None:
+            base = (grad_total * beta).to(dtype=logits.dtype, device=logits.device)
+        else:
+            base = torch.zeros((), dtype=logits.dtype, device=logits.device)
+        acc = torch.addcmul(base, grad_out, weight, value=beta)
     else:
         # mixed precision or an unusual mask gradient: as autograd would do it
         acc = torch.mul(grad_out, weight).to(logits.dtype)
         if grad_mask is not None:
             acc = acc.add_(grad_mask)
+        if grad_total is not None:
+            acc = acc.add_(grad_total)
         acc = acc.mul_(beta)
     return torch.ops.aten.sigmoid_backward.grad_input(acc, soft, grad_input=acc)
 
@@ -78,6 +98,42 @@ class _ContinuousMaskedWeight(torch.autograd.Function):
             grad_weight = grad_out * soft.to(weight.dtype)
         if ctx.needs_input_grad[1] and (grad_out is not None or grad_mask is not None):
             grad_logits = _logit_gradient(weight, logits, soft, ctx.beta, grad_out, grad_mask)
+        return grad_weight, grad_logits, None
+
+
+class _ContinuousMaskedWeightAndSum(torch.autograd.Function):
+    """``(w * sigmoid(beta * s), sigmoid(beta * s), sum(sigmoid(beta * s)))``, fused.
+
+    The sum runs right after the sigmoid, while the mask is still in cache, and its
+    gradient joins the logits' gradient pass: an L0 penalty costs no pass of its own.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, weight: Tensor, logits: Tensor, beta: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        soft = _soft(logits, beta)
+        total = soft.sum()
+        out = weight * (soft if soft.dtype == weight.dtype else soft.to(weight.dtype))
+        ctx.beta = beta
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(weight, logits, soft)
+        return out, soft, total
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_out: Tensor | None, grad_mask: Tensor | None, grad_total: Tensor | None
+    ) -> Any:
+        weight, logits, soft = ctx.saved_tensors
+        grad_weight = grad_logits = None
+        if ctx.needs_input_grad[0] and grad_out is not None:
+            grad_weight = grad_out * soft.to(weight.dtype)
+        if ctx.needs_input_grad[1] and any(
+            g is not None for g in (grad_out, grad_mask, grad_total)
+        ):
+            grad_logits = _logit_gradient(
+                weight, logits, soft, ctx.beta, grad_out, grad_mask, grad_total
+            )
         return grad_weight, grad_logits, None
 
 
@@ -111,6 +167,14 @@ def continuous_masked_weight(
     """``(weight * sigmoid(beta * logits), sigmoid(beta * logits))``, fused."""
     out, mask = _ContinuousMaskedWeight.apply(weight, logits, float(beta))  # type: ignore[misc]
     return out, mask
+
+
+def continuous_masked_weight_and_sum(
+    weight: Float[Tensor, "*w"], logits: Float[Tensor, "*w"], beta: float
+) -> tuple[Float[Tensor, "*w"], Float[Tensor, "*w"], Float[Tensor, ""]]:
+    """:func:`continuous_masked_weight` plus the mask's sum (the L0 penalty), fused."""
+    out, mask, total = _ContinuousMaskedWeightAndSum.apply(weight, logits, float(beta))  # type: ignore[misc]
+    return out, mask, total
 
 
 def straight_through_masked_weight(

@@ -90,7 +90,7 @@ class MaskSet(nn.Module):
         self._weight_cache: dict[str, tuple[tuple[Any, ...], Tensor, Tensor, Tensor]] = {}
         self._handles: list[_hooks.Handle] = []
         self._edge_runtimes: dict[str, Any] = {}  # edge sites: model path -> EdgeRuntime
-        self._recorded: dict[str, tuple[Tensor, int, float]] | None = None
+        self._recorded: dict[str, tuple[Tensor, int, float, Tensor | None]] | None = None
 
     # ----------------------------------------------------------------- views
     @property
@@ -156,7 +156,7 @@ class MaskSet(nn.Module):
                 logits, training=True, beta=self.beta, generator=self.generator
             )
             if self._recorded is not None:
-                self._recorded[name] = (mask, logits._version, self.beta)
+                self._recorded[name] = (mask, logits._version, self.beta, None)
             return mask
         # cached until the logits are edited: every in-place edit bumps ``_version``, also
         # through ``logits.data`` (see MaskLogits)
@@ -205,11 +205,16 @@ class MaskSet(nn.Module):
             logits_here = logits.to(weight.device)
         else:
             logits_here = logits
-        out, mask = self.relaxation.masked_weight(
+        if self._recorded is None:
+            out, _ = self.relaxation.masked_weight(
+                weight, logits_here, self.beta, generator=self.generator
+            )
+            return out
+        # in a training step: the L0 penalty takes the mask's sum from the same node
+        out, mask, total = self.relaxation.masked_weight_and_density(
             weight, logits_here, self.beta, generator=self.generator
         )
-        if self._recorded is not None:
-            self._recorded[name] = (mask, logits._version, self.beta)
+        self._recorded[name] = (mask, logits._version, self.beta, total)
         return out
 
     def _masked_activation(self, name: str, output: Tensor) -> Tensor:
@@ -303,7 +308,9 @@ class MaskSet(nn.Module):
 class TrainingStep:
     """Handle of :meth:`MaskSet.step`: the L0 penalty of this step's forward."""
 
-    def __init__(self, masks: MaskSet, recorded: dict[str, tuple[Tensor, int, float]]):
+    def __init__(
+        self, masks: MaskSet, recorded: dict[str, tuple[Tensor, int, float, Tensor | None]]
+    ):
         self.masks = masks
         self.recorded = recorded
 
@@ -314,8 +321,9 @@ class TrainingStep:
         parts = []
         for name, logits in masks._by_name.items():
             entry = self.recorded.get(name)
-            if reusable and entry is not None and entry[1:] == (logits._version, masks.beta):
-                parts.append(entry[0].sum())
+            if reusable and entry is not None and entry[1:3] == (logits._version, masks.beta):
+                total = entry[3]  # summed in the forward's fused node, when it could be
+                parts.append(entry[0].sum() if total is None else total)
             else:
                 parts.append(masks.relaxation.density(logits, masks.beta).sum())
         total = sum(parts[1:], parts[0])

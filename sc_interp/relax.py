@@ -23,7 +23,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from sc_interp._fused import continuous_masked_weight, straight_through_masked_weight
+from sc_interp._fused import (
+    continuous_masked_weight,
+    continuous_masked_weight_and_sum,
+    straight_through_masked_weight,
+)
 from sc_interp.errors import ConfigError
 
 
@@ -77,6 +81,22 @@ class Relaxation(ABC):
         mask = self.train_mask(logits, beta, generator)
         return weight * mask.to(weight.dtype), mask
 
+    def masked_weight_and_density(
+        self,
+        weight: Float[Tensor, "*s"],
+        logits: Float[Tensor, "*s"],
+        beta: float,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Float[Tensor, "*s"], Float[Tensor, "*s"], Float[Tensor, ""] | None]:
+        """:meth:`masked_weight` plus ``density(logits, beta).sum()`` when it comes cheaply.
+
+        Continuous sparsification's training mask is its density, so its fused version
+        sums it in the same node; the others return ``None`` (the L0 penalty then sums
+        :meth:`density` itself).
+        """
+        out, mask = self.masked_weight(weight, logits, beta, generator)
+        return out, mask, None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -101,6 +121,11 @@ class ContinuousSparsification(Relaxation):
         self, weight: Tensor, logits: Tensor, beta: float, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         return continuous_masked_weight(weight, logits, beta)
+
+    def masked_weight_and_density(
+        self, weight: Tensor, logits: Tensor, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        return continuous_masked_weight_and_sum(weight, logits, beta)
 
 
 class HardConcrete(Relaxation):

@@ -68,6 +68,43 @@ def test_mask_only_gradient(relaxation: str) -> None:
     torch.testing.assert_close(grad, 3.0 * soft * (1 - soft))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("uses", ["all", "sum", "weight+sum", "weight+mask", "mask+sum"])
+@pytest.mark.parametrize("weight_grad", [False, True])
+def test_fused_sum_equals_autograd(dtype, uses: str, weight_grad: bool) -> None:
+    """The fused L0 sum (continuous) and its gradient are autograd's, alone or combined."""
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(7, 5, generator=gen).to(dtype).requires_grad_(weight_grad)
+    logits = torch.randn(7, 5, generator=gen).requires_grad_(True)
+    upstream = torch.randn(7, 5, generator=gen).to(dtype)
+    per_unit = torch.rand(7, 5, generator=gen)
+    r = get_relaxation("continuous")
+    results = []
+    for fused in (True, False):
+        if fused:
+            out, mask, total = r.masked_weight_and_density(weight, logits, 2.5)
+            assert total is not None
+        else:
+            out, mask = _reference(r, weight, logits, 2.5, None)
+            total = r.density(logits, 2.5).sum()
+        loss = torch.zeros(())
+        if uses in ("all", "weight+sum", "weight+mask"):
+            loss = loss + (out * upstream).sum().float()
+        if uses in ("all", "weight+mask", "mask+sum"):
+            loss = loss + (per_unit * mask).sum()
+        if uses in ("all", "sum", "weight+sum", "mask+sum"):
+            loss = loss + 0.3 * total
+        inputs = [logits, weight] if weight_grad else [logits]
+        grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+        results.append((out.detach(), mask.detach(), total.detach(), *grads))
+    tol = TOLERANCE[dtype]
+    for fused, reference in zip(*results, strict=True):
+        if reference is None:  # the weight's gradient when only the mask is used
+            assert fused is None
+            continue
+        torch.testing.assert_close(fused.float(), reference.float(), atol=tol, rtol=tol)
+
+
 def _unfused(r: Relaxation):
     return lambda *args, **kwargs: Relaxation.masked_weight(r, *args, **kwargs)
 
@@ -91,6 +128,13 @@ def test_training_step_matches_reference(relaxation: str, monkeypatch) -> None:
         with sc.attach_masks(net, sc.MaskConfig(unit="weight", relaxation=relaxation), seed=3) as m:
             if not fused:
                 monkeypatch.setattr(m.relaxation, "masked_weight", _unfused(m.relaxation))
+                monkeypatch.setattr(
+                    m.relaxation,
+                    "masked_weight_and_density",
+                    lambda *a, r=m.relaxation, **k: Relaxation.masked_weight_and_density(
+                        r, *a, **k
+                    ),
+                )
             m.train()
             m.beta = 4.0
             with m.step() as step:

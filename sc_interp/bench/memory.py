@@ -38,6 +38,7 @@ def child(variant: str, batch: int, seq: int, out: str, steps: int = 3) -> None:
     from sc_interp.bench._common import embed_requires_grad as _embed_requires_grad
     from sc_interp.bench._common import tl_loss as _loss
     from sc_interp.masks import MaskConfig, attach_masks
+    from sc_interp.train import mask_optimizer
 
     torch.manual_seed(0)
     model = tiny_bridge(
@@ -63,7 +64,7 @@ def child(variant: str, batch: int, seq: int, out: str, steps: int = 3) -> None:
     else:
         masks = attach_masks(model, MaskConfig(unit=variant.split()[0]))
         masks.train()
-        opt = torch.optim.Adam(masks.parameters(), lr=1e-2)
+        opt = mask_optimizer(masks.parameters(), lr=1e-2)  # as train_masks
         # the logits, their gradients and Adam's two moments: allowed on top of the floor
         state_bytes = 4 * 4 * sum(p.numel() for p in masks.parameters())
 

@@ -18,6 +18,7 @@ from sc_interp._demo import tiny_bridge
 from sc_interp.bench._common import embed_requires_grad as _embed_requires_grad
 from sc_interp.bench._common import tl_loss as _loss
 from sc_interp.masks import MaskConfig, MaskSet, attach_masks
+from sc_interp.train import mask_optimizer
 
 
 def overhead_ratios(
@@ -88,7 +89,7 @@ def overhead_ratios(
         if unit is not None:
             masks = attach_masks(model, MaskConfig(unit=unit, init=0.05))
             current["masks"] = masks
-            current["optimizer"] = torch.optim.Adam(masks.parameters(), lr=1e-2)  # type: ignore[assignment]
+            current["optimizer"] = mask_optimizer(masks.parameters(), lr=1e-2)  # type: ignore[assignment]
             if fn is hard_forward:
                 masks.eval()
                 fn()  # evaluation caches the masked weights: time the steady state
