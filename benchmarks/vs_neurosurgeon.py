@@ -1,12 +1,14 @@
 """sc-interp against NeuroSurgeon: weight-mask training and hard-mask evaluation, same model.
 
 DESIGN.md §5 asks sc-interp to be faster than NeuroSurgeon (PyPI ``neurosurgeon``) on the
-same model, unit and batch. Two models, both built from config (no download):
+same model, unit and batch. Three models, all built from config (no download):
 
 - a small Hugging Face GPT-2 (4 layers, d_model 128), masks on every attention and MLP
   ``Conv1D`` weight (``c_attn``, ``c_proj``, ``c_fc``); loss: the LM loss on random tokens;
 - a plain torch CNN + MLP (two ``Conv2d``, three ``Linear``), masks on every weight;
-  loss: cross-entropy on random labels.
+  loss: cross-entropy on random labels;
+- a plain MLP (six ``Linear(512, 512)`` and a head; the ``mlp`` shape of ``sc-interp
+  bench``), masks on every weight; loss: cross-entropy on random labels.
 
 Each library gets its own deep copy of the same model, the same logit init (0.05), the same
 temperature (1.0), the same Adam and the same loss (task loss + 1e-8 * L0). Per step the
@@ -143,6 +145,37 @@ def convnet_case(batch: int, seed: int = 0) -> Case:
     layers = ["conv1", "conv2", "fc1", "fc2", "fc3"]
     return Case(
         name=f"CNN+MLP 2 conv + 3 linear (batch {batch})",
+        model=model,
+        inputs={"x": x},
+        loss=lambda m, inputs: nn.functional.cross_entropy(m(**inputs), y),
+        sc_targets=[f"{name}.weight" for name in layers],
+        ns_layers=layers,
+    )
+
+
+class MLP(nn.Module):
+    """Six Linear(512, 512) with ReLU, then Linear(512, 10): the ``mlp`` shape of sc-interp bench."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(512, 512) for _ in range(6))
+        self.head = nn.Linear(512, 10)
+
+    def forward(self, x: Tensor, return_dict: bool = True) -> Tensor:
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return self.head(x)
+
+
+def mlp_case(batch: int, seed: int = 0) -> Case:
+    torch.manual_seed(seed)
+    model = MLP().eval()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 512, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    layers = [f"layers.{i}" for i in range(6)] + ["head"]
+    return Case(
+        name=f"MLP 6 x Linear(512, 512) (batch {batch})",
         model=model,
         inputs={"x": x},
         loss=lambda m, inputs: nn.functional.cross_entropy(m(**inputs), y),
@@ -359,6 +392,7 @@ def main() -> None:
     results = [
         run_case(gpt2_case(args.batch), args.steps),
         run_case(convnet_case(args.batch), args.steps),
+        run_case(mlp_case(args.batch), args.steps),
     ]
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
