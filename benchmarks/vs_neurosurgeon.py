@@ -136,21 +136,29 @@ class ConvNet(nn.Module):
         return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(h)))))
 
 
-def convnet_case(batch: int, seed: int = 0) -> Case:
+def _classifier_case(
+    name: str, build: Callable[[], nn.Module], x_shape: tuple[int, ...], layers: list[str],
+    batch: int, seed: int,
+) -> Case:  # fmt: skip
+    """A classifier on random inputs and labels, weight masks on ``layers``."""
     torch.manual_seed(seed)
-    model = ConvNet().eval()
+    model = build().eval()
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, 16, 16, generator=gen)
+    x = torch.randn(batch, *x_shape, generator=gen)
     y = torch.randint(0, 10, (batch,), generator=gen)
-    layers = ["conv1", "conv2", "fc1", "fc2", "fc3"]
     return Case(
-        name=f"CNN+MLP 2 conv + 3 linear (batch {batch})",
+        name=f"{name} (batch {batch})",
         model=model,
         inputs={"x": x},
         loss=lambda m, inputs: nn.functional.cross_entropy(m(**inputs), y),
-        sc_targets=[f"{name}.weight" for name in layers],
+        sc_targets=[f"{layer}.weight" for layer in layers],
         ns_layers=layers,
     )
+
+
+def convnet_case(batch: int, seed: int = 0) -> Case:
+    layers = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    return _classifier_case("CNN+MLP 2 conv + 3 linear", ConvNet, (3, 16, 16), layers, batch, seed)
 
 
 class MLP(nn.Module):
@@ -168,20 +176,8 @@ class MLP(nn.Module):
 
 
 def mlp_case(batch: int, seed: int = 0) -> Case:
-    torch.manual_seed(seed)
-    model = MLP().eval()
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 512, generator=gen)
-    y = torch.randint(0, 10, (batch,), generator=gen)
     layers = [f"layers.{i}" for i in range(6)] + ["head"]
-    return Case(
-        name=f"MLP 6 x Linear(512, 512) (batch {batch})",
-        model=model,
-        inputs={"x": x},
-        loss=lambda m, inputs: nn.functional.cross_entropy(m(**inputs), y),
-        sc_targets=[f"{name}.weight" for name in layers],
-        ns_layers=layers,
-    )
+    return _classifier_case("MLP 6 x Linear(512, 512)", MLP, (512,), layers, batch, seed)
 
 
 # ------------------------------------------------------------------------------ timing

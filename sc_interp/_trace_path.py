@@ -77,6 +77,7 @@ class TracePlan:
 
     @property
     def keep(self) -> dict[str, Tensor]:
+        """Per site, which units run (``True``) in this plan's traces."""
         return {s.name: s.keep.bool() for s in self.steps}
 
     # ---------------------------------------------------------------- setup
