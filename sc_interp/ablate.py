@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +51,30 @@ _UNITS_OF = {"zero": ("weight", "neuron", "head", "edge"), "random": ("weight",)
              "mean": ("neuron", "head", "edge"), "resample": ("neuron", "head", "edge")}  # fmt: skip
 
 SubnetworkLike = Subnetwork | MaskSet | dict[str, Tensor]
+
+
+@overload
+def ablate(
+    model: object,
+    sub: SubnetworkLike,
+    method: str = ...,
+    *,
+    data: Subtask | Tensor | None = ...,
+    seed: int = ...,
+    remote: Literal[False] = ...,
+) -> AbstractContextManager[MaskSet]: ...
+
+
+@overload
+def ablate(
+    model: object,
+    sub: SubnetworkLike,
+    method: str = ...,
+    *,
+    data: Subtask | Tensor | None = ...,
+    seed: int = ...,
+    remote: Literal[True] | str,
+) -> AbstractContextManager[_trace_path.TracePlan]: ...
 
 
 @contextlib.contextmanager
@@ -91,6 +116,30 @@ def ablate(
     """
     with _masked(model, sub, method, data, seed, remote, keep_subnetwork=False) as masks:
         yield masks
+
+
+@overload
+def isolate(
+    model: object,
+    sub: SubnetworkLike,
+    method: str = ...,
+    *,
+    data: Subtask | Tensor | None = ...,
+    seed: int = ...,
+    remote: Literal[False] = ...,
+) -> AbstractContextManager[MaskSet]: ...
+
+
+@overload
+def isolate(
+    model: object,
+    sub: SubnetworkLike,
+    method: str = ...,
+    *,
+    data: Subtask | Tensor | None = ...,
+    seed: int = ...,
+    remote: Literal[True] | str,
+) -> AbstractContextManager[_trace_path.TracePlan]: ...
 
 
 @contextlib.contextmanager

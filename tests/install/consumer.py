@@ -78,6 +78,17 @@ def study(model: nn.Module, a: sc.Subtask, b: sc.Subtask) -> None:
     assert_type(report.verdict, dict[str, str])
 
 
+def remote(lm: object, sub: sc.Subnetwork, task: sc.Subtask) -> None:
+    """Never called (needs an nnsight LanguageModel): with ``remote=`` the block yields a plan."""
+    with sc.isolate(lm, sub, "mean", data=task, remote=True) as plan:
+        assert_type(plan, sc.TracePlan)
+        assert_type(sc.evaluate(lm, task), sc.Evaluation)
+    with sc.ablate(lm, sub, remote="local") as plan:
+        assert_type(plan, sc.TracePlan)
+    with sc.ablate(lm, sub, remote=False) as masks:
+        assert_type(masks, sc.MaskSet)
+
+
 if __name__ == "__main__":
     main()
     print("consumer: ok")
