@@ -114,6 +114,32 @@ def observe(module: nn.Module, site: Site, fn: Callable[[Tensor], None]) -> Any:
     return module.register_forward_hook(hook)
 
 
+def transform(module: nn.Module, site: Site, fn: Callable[[Tensor], Tensor]) -> Any:
+    """Replace the activation ``site`` masks by ``fn(activation)`` at each forward.
+
+    For evaluations that mask without a MaskSet (the random-subnetwork control's batched
+    draws); returns the torch handle, to remove in ``finally``.
+    """
+    if site.io == "input":
+
+        def pre_hook(mod: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            return _map_input(args, kwargs, site.name, fn)
+
+        return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def hook(mod: nn.Module, inputs: Any, output: Any) -> Any:
+        if not isinstance(output, Tensor):
+            from sc_interp.errors import ConfigError
+
+            raise ConfigError(
+                f"site {site.name!r}: expected the module to return a tensor, "
+                f"got {type(output).__name__}"
+            )
+        return fn(output)
+
+    return module.register_forward_hook(hook)
+
+
 @dataclass
 class Handle:
     """How to undo one installation."""

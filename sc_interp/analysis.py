@@ -23,6 +23,7 @@ from torch import nn
 
 from sc_interp import _validate
 from sc_interp._optional import require
+from sc_interp._random_draws import ablated_scores
 from sc_interp._run import forward
 from sc_interp._state import preserved
 from sc_interp.ablate import METHODS, ablate, isolate
@@ -142,10 +143,12 @@ def _analyse(
                 )  # fmt: skip
             if "random_subnetwork" in controls:
                 gen = torch.Generator().manual_seed(10_000 + seed)
+                random_subs = [_random_masks(sub, gen) for _ in range(n_random)]
                 draws = []
-                for _ in range(n_random):
-                    with ablate(model, _random_masks(sub, gen), method, data=data, seed=seed):
-                        rt, ro = correctness(model, target).mean(), correctness(model, other).mean()
+                for st, so in ablated_scores(
+                    model, sub.config.unit, random_subs, (target, other), method, data, seed
+                ):
+                    rt, ro = st.mean(), so.mean()
                     draws.append(
                         (fl["full_target"] - max(rt, ch_t)) - (fl["full_other"] - max(ro, ch_o))
                     )

@@ -1,0 +1,112 @@
+"""The random-subnetwork control's evaluations, batched across the random draws.
+
+``test_compositionality`` ablates at least ten size-matched random subnetworks per learned
+mask and scores both subtasks each time. For neuron and head masks removed with ``zero``
+this runs several draws in one forward: every test batch is repeated once per draw, and a
+hook at each masked site multiplies the activation rows of copy ``r`` by draw ``r``'s
+mask. The scores equal one ablation per draw (tested), with one forward per batch and
+chunk of draws instead of one per draw, and no attaching and detaching per draw. Other
+units (weights differ per draw) and methods (``mean`` and ``resample`` replace removed units
+with recorded activations) run one ablation per draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sc_interp import _hooks
+from sc_interp._run import forward
+from sc_interp._state import preserved
+from sc_interp.ablate import ablate
+from sc_interp.adapters import find_sites, resolve
+from sc_interp.data import Subtask, cat_inputs
+from sc_interp.errors import ConfigError
+from sc_interp.sites import Site
+from sc_interp.train import finite_logits
+
+MAX_ROWS = 512  # inputs x draws in one batched forward (bounds the activations' memory)
+
+
+def ablated_scores(
+    model: object, unit: str, draws: Sequence[Any], tasks: Sequence[Subtask], method: str,
+    data: Any, seed: int,
+) -> list[list[np.ndarray]]:  # fmt: skip
+    """Per draw, per task: the test-split example scores with that draw ablated."""
+    if unit in ("neuron", "head") and method == "zero" and draws:
+        return _batched_zero(model, unit, draws, tasks)
+    from sc_interp.analysis import correctness
+
+    out = []
+    for draw in draws:
+        with ablate(model, draw, method, data=data, seed=seed):
+            out.append([correctness(model, t) for t in tasks])
+    return out
+
+
+class _RowMasks:
+    """Which draws the current forward holds, and each site's ``[draws, units]`` keep mask."""
+
+    def __init__(self, keep: dict[str, Tensor], sites: dict[str, Site]):
+        self.keep = keep
+        self.sites = sites
+        self.start = 0
+        self.count = 1
+
+    def apply(self, name: str, t: Tensor) -> Tensor:
+        site, r = self.sites[name], self.count
+        if t.shape[0] % r:
+            raise ConfigError(
+                f"site {name!r}: {t.shape[0]} activation rows do not split into {r} copies of "
+                "the batch"
+            )
+        mask = self.keep[name][self.start : self.start + r]  # [r, units]
+        if site.group > 1:
+            mask = mask.repeat_interleave(site.group, dim=1)
+        axis = site.axis % t.ndim
+        if t.shape[axis] != mask.shape[1]:
+            raise ConfigError(
+                f"site {name!r}: activation has {t.shape[axis]} features on axis {site.axis} "
+                f"but the mask has {mask.shape[1]}"
+            )
+        rows = t.reshape(r, t.shape[0] // r, *t.shape[1:])
+        shape = [r] + [1] * t.ndim
+        shape[axis + 1] = mask.shape[1]
+        return (rows * mask.to(t.device, t.dtype).view(shape)).reshape(t.shape)
+
+
+@torch.no_grad()
+def _batched_zero(
+    model: object, unit: str, draws: Sequence[Any], tasks: Sequence[Subtask]
+) -> list[list[np.ndarray]]:
+    root = resolve(model)
+    names = list(draws[0])
+    sites = {s.name: s for s in find_sites(root, unit) if s.name in names}
+    # ablate removes the draw: the complement runs
+    keep = {n: torch.stack([~draw[n].reshape(-1).bool() for draw in draws]).float() for n in names}
+    rows = _RowMasks(keep, sites)
+    scores: list[list[list[np.ndarray]]] = [[[] for _ in tasks] for _ in draws]
+    handles = []
+    with preserved(root):
+        root.eval()
+        try:
+            for name, site in sites.items():
+                module = root.get_submodule(site.module) if site.module else root
+                handles.append(_hooks.transform(module, site, lambda t, n=name: rows.apply(n, t)))
+            for i, task in enumerate(tasks):
+                for x, y in task.batches("test"):
+                    step = max(1, MAX_ROWS // max(1, len(y)))
+                    for start in range(0, len(draws), step):
+                        rows.start, rows.count = start, min(step, len(draws) - start)
+                        xs = cat_inputs([x] * rows.count)
+                        logits = finite_logits(task, forward(model, xs), "test", xs)
+                        for r, part in enumerate(logits.chunk(rows.count)):
+                            scores[start + r][i].append(task.example_scores(part, y).cpu().numpy())
+        finally:
+            for handle in handles:
+                handle.remove()
+    return [[np.concatenate(parts).astype(float) for parts in per_task] for per_task in scores]
