@@ -131,3 +131,33 @@ def test_study_uses_the_batched_path_and_keeps_its_result(monkeypatch) -> None:
     monkeypatch.setattr(_random_draws, "_batched_zero", lambda m, u, d, t: _one_at_a_time(m, d, t))
     looped = sc.test_compositionality(model, a, b, **kwargs).summary
     assert batched.equals(looped)
+
+
+class _SequenceFirst(torch.nn.Module):
+    """Runs its hidden layer on ``[positions, batch, features]``: rows are not batch-major."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = torch.nn.Linear(3, 16)
+        self.head = torch.nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [batch, 4 positions, 3]
+        h = torch.relu(self.fc1(x.transpose(0, 1)))  # [4, batch, 16]
+        return self.head(h.mean(0))
+
+
+def test_sequence_first_model_falls_back_to_one_ablation_per_draw(caplog) -> None:
+    """Four positions split evenly into two copies, so a blind row split would be wrong."""
+    model = _SequenceFirst()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 4, 3, generator=g)
+    y = (x.sum((1, 2)) > 0).long()
+    task = sc.Subtask("t", (x, y), (x, y), chance=0.5, metric=lambda logits, labels: logits[:, 0])
+    _, draws = _draws(model, "neuron", 2, seed=4)
+    expected = _one_at_a_time(model, draws, [task])
+    with caplog.at_level("INFO", logger="sc_interp._random_draws"):
+        got = _random_draws.ablated_scores(model, "neuron", draws, [task], "zero", None, 0)
+    for g_draw, e_draw in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g_draw[0], e_draw[0], rtol=1e-6)
+    assert "one at a time" in caplog.text
