@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import torch
-from sc_interp._bench import _embed_requires_grad, _loss
-from sc_interp._bench_memory import _status_kib
 
 from sc_interp._demo import tiny_bridge
+from sc_interp.bench._common import embed_requires_grad as _embed_requires_grad
+from sc_interp.bench._common import tl_loss as _loss
+from sc_interp.bench.memory import _status_kib
 from sc_interp.masks import MaskConfig, attach_masks
 
 SEQ = 32

@@ -22,6 +22,7 @@ from sc_interp._persist import version
 from sc_interp.toy import planted_mlp, planted_tasks
 
 PACKAGE = Path(sc.__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 # optional top-level package -> the distribution its extra pins
 DISTRIBUTION_OF = {
     "transformer_lens": "transformer-lens",
@@ -214,3 +215,23 @@ def test_cli_prints_a_missing_extra_without_traceback(monkeypatch, capsys, tmp_p
     assert info.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "sc-interp[plot]" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")))
+def test_benchmark_scripts_import_what_exists(script: str) -> None:
+    """Every sc_interp name a benchmark script imports exists (modules move; scripts are
+    not run by the tests)."""
+    import importlib.util
+
+    tree = ast.parse((ROOT / "benchmarks" / script).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sc_interp"):
+            module = importlib.import_module(node.module or "")
+            for alias in node.names:
+                assert hasattr(module, alias.name) or importlib.util.find_spec(
+                    f"{node.module}.{alias.name}"
+                ), f"{script}: {node.module} has no {alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("sc_interp"):
+                    importlib.import_module(alias.name)
