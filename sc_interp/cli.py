@@ -159,7 +159,7 @@ def bench(
     if not sizes or min(sizes) < 1 or steps < 1 or repeats < 1:
         raise typer.BadParameter("--batches, --steps and --repeats must be positive")
     names = [s.strip() for s in shapes.split(",") if s.strip()]
-    rows = shape_rows(names, sizes, steps=steps, repeats=repeats)
+    rows = shape_rows(names, sizes, steps=steps, repeats=repeats, memory=memory)
     table = to_markdown(rows)
     typer.echo(table)
     if out is not None:

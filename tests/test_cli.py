@@ -184,3 +184,16 @@ def test_memory_benchmark_measures_every_variant() -> None:
     ):
         assert ratios[f"peak MiB over model: {variant}"] > 0
     assert ratios["peak memory: weight mask step / finetune floor"] > 0
+
+
+@pytest.mark.slow
+def test_memory_benchmark_per_shape() -> None:
+    """A plain shape has no heads; its weight-mask step holds at least the logits' state."""
+    from sc_interp.bench.memory import memory_ratios
+
+    ratios = memory_ratios(batch=4, shape="mlp")
+    assert "peak MiB over model: head mask step" not in ratios
+    # 1.58M logits: logits, gradients and Adam's two moments are 24 MiB on top of the step
+    assert ratios["peak MiB over model: weight mask step"] > 20
+    less = next(v for k, v in ratios.items() if k.startswith("  weight, less mask"))
+    assert less < ratios["peak memory: weight mask step / finetune floor"]

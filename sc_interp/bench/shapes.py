@@ -40,6 +40,8 @@ TARGETS = {
     "weight mask step / fine-tune floor": 1.15,
     "neuron mask step / frozen floor": 1.15,
     "hard-mask forward / plain forward": 1.05,
+    "peak memory, less mask state: weight / fine-tune": 1.3,
+    "peak memory, less mask state: neuron / frozen": 1.3,
 }
 
 
@@ -227,9 +229,14 @@ def shape_ratios(shape: Shape, batch_size: int, steps: int) -> dict[str, float]:
 
 
 def shape_rows(
-    shapes: Sequence[str], batches: Sequence[int], steps: int = 15, repeats: int = 1
-) -> list[dict[str, Any]]:
-    """One row per shape and batch size; with ``repeats`` > 1 each ratio is the median."""
+    shapes: Sequence[str], batches: Sequence[int], steps: int = 15, repeats: int = 1,
+    memory: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per shape and batch size; with ``repeats`` > 1 each ratio is the median.
+
+    ``memory``: also the peak-memory ratios (each variant in a fresh process; Linux), with
+    the mask logits, their gradients and Adam's moments left out as DESIGN §5 allows.
+    """
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
         raise ConfigError(f"unknown benchmark shape(s) {unknown}; choose from {list(SHAPES)}")
@@ -241,8 +248,23 @@ def shape_rows(
             for key in runs[0]:
                 values = sorted(r[key] for r in runs)
                 row[key] = values[len(values) // 2]
+            if memory:
+                row.update(_memory_columns(name, batch))
             rows.append(row)
     return rows
+
+
+def _memory_columns(shape: str, batch: int) -> dict[str, float]:
+    from sc_interp.bench.memory import memory_ratios
+
+    ratios = memory_ratios(batch=batch, seq=SEQ, shape=shape)
+    out = {}
+    for unit, floor, key in (("weight", "fine-tune", "weight mask step / finetune floor"),
+                             ("neuron", "frozen", "neuron mask step / frozen floor")):  # fmt: skip
+        state = next(k for k in ratios if k.startswith(f"  {unit}, less mask"))
+        out[f"peak memory: {unit} / {floor}"] = ratios[f"peak memory: {key}"]
+        out[f"peak memory, less mask state: {unit} / {floor}"] = ratios[state]
+    return out
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
