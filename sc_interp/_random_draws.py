@@ -29,8 +29,7 @@ from sc_interp._state import preserved
 from sc_interp.ablate import ablate
 from sc_interp.adapters import find_sites, resolve
 from sc_interp.data import Subtask, cat_inputs
-from sc_interp.errors import ConfigError
-from sc_interp.sites import Site
+from sc_interp.sites import Site, expand_to_activation
 from sc_interp.train import finite_logits
 
 log = logging.getLogger(__name__)
@@ -78,18 +77,13 @@ class _RowMasks:
                 f"site {name!r}: {t.shape[0]} activation rows do not split into {r} copies"
             )
             return t
-        mask = self.keep[name][self.start : self.start + r]  # [r, units]
-        if site.group > 1:
-            mask = mask.repeat_interleave(site.group, dim=1)
-        axis = site.axis % t.ndim
-        if t.shape[axis] != mask.shape[1]:
-            raise ConfigError(
-                f"site {name!r}: activation has {t.shape[axis]} features on axis {site.axis} "
-                f"but the mask has {mask.shape[1]}"
-            )
+        # each draw's mask broadcast as sites.expand_to_activation does it (groups, checks)
+        per_draw = [
+            expand_to_activation(m, site, t) for m in self.keep[name][self.start : self.start + r]
+        ]
+        mask = torch.stack(per_draw)  # [r, features, 1, ...]: features on the unit axis
         rows = t.reshape(r, t.shape[0] // r, *t.shape[1:])
-        shape = [r] + [1] * t.ndim
-        shape[axis + 1] = mask.shape[1]
+        shape = [r] + [1] * (t.ndim - mask.ndim + 1) + list(mask.shape[1:])
         return (rows * mask.to(t.device, t.dtype).view(shape)).reshape(t.shape)
 
 
