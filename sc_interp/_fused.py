@@ -12,8 +12,8 @@ it unless it asks for one.
 Each function returns ``(masked_weight, mask)``; the mask is differentiable, so an L0
 penalty that sums it shares the same backward pass. In a training step
 (:meth:`sc_interp.MaskSet.step`) :func:`continuous_masked_weight_and_sum` also returns the
-mask's sum, taken while the mask is still in cache, so the L0 penalty needs no pass of its
-own over the mask, forward or backward.
+mask's sum, so the L0 penalty needs no autograd node of its own and no backward pass over
+the mask.
 """
 
 from __future__ import annotations
@@ -78,63 +78,64 @@ def _logit_gradient(
     return torch.ops.aten.sigmoid_backward.grad_input(acc, soft, grad_input=acc)
 
 
+def _continuous_forward(
+    ctx: Any, weight: Tensor, logits: Tensor, beta: float
+) -> tuple[Tensor, Tensor]:
+    """The forward both continuous functions share: ``(w * soft, soft)``, inputs saved."""
+    soft = _soft(logits, beta)
+    out = weight * (soft if soft.dtype == weight.dtype else soft.to(weight.dtype))
+    ctx.beta = beta
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(weight, logits, soft)
+    return out, soft
+
+
+def _continuous_backward(
+    ctx: Any, grad_out: Tensor | None, grad_mask: Tensor | None, grad_total: Tensor | None
+) -> tuple[Tensor | None, Tensor | None, None]:
+    """Gradients for ``(weight, logits, beta)`` from those of ``(out, mask[, sum])``."""
+    weight, logits, soft = ctx.saved_tensors
+    grad_weight = grad_logits = None
+    if ctx.needs_input_grad[0] and grad_out is not None:
+        grad_weight = grad_out * soft.to(weight.dtype)
+    if ctx.needs_input_grad[1] and any(g is not None for g in (grad_out, grad_mask, grad_total)):
+        grad_logits = _logit_gradient(
+            weight, logits, soft, ctx.beta, grad_out, grad_mask, grad_total
+        )
+    return grad_weight, grad_logits, None
+
+
 class _ContinuousMaskedWeight(torch.autograd.Function):
     """``(w * sigmoid(beta * s), sigmoid(beta * s))`` with a fused backward."""
 
     @staticmethod
     def forward(ctx: Any, weight: Tensor, logits: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-        soft = _soft(logits, beta)
-        out = weight * (soft if soft.dtype == weight.dtype else soft.to(weight.dtype))
-        ctx.beta = beta
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(weight, logits, soft)
-        return out, soft
+        return _continuous_forward(ctx, weight, logits, beta)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor | None, grad_mask: Tensor | None) -> Any:
-        weight, logits, soft = ctx.saved_tensors
-        grad_weight = grad_logits = None
-        if ctx.needs_input_grad[0] and grad_out is not None:
-            grad_weight = grad_out * soft.to(weight.dtype)
-        if ctx.needs_input_grad[1] and (grad_out is not None or grad_mask is not None):
-            grad_logits = _logit_gradient(weight, logits, soft, ctx.beta, grad_out, grad_mask)
-        return grad_weight, grad_logits, None
+        return _continuous_backward(ctx, grad_out, grad_mask, None)
 
 
 class _ContinuousMaskedWeightAndSum(torch.autograd.Function):
     """``(w * sigmoid(beta * s), sigmoid(beta * s), sum(sigmoid(beta * s)))``, fused.
 
-    The sum runs right after the sigmoid, while the mask is still in cache, and its
-    gradient joins the logits' gradient pass: an L0 penalty costs no pass of its own.
+    The sum's gradient joins the logits' gradient pass: an L0 penalty costs no backward
+    pass of its own.
     """
 
     @staticmethod
     def forward(
         ctx: Any, weight: Tensor, logits: Tensor, beta: float
     ) -> tuple[Tensor, Tensor, Tensor]:
-        soft = _soft(logits, beta)
-        total = soft.sum()
-        out = weight * (soft if soft.dtype == weight.dtype else soft.to(weight.dtype))
-        ctx.beta = beta
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(weight, logits, soft)
-        return out, soft, total
+        out, soft = _continuous_forward(ctx, weight, logits, beta)
+        return out, soft, soft.sum()
 
     @staticmethod
     def backward(
         ctx: Any, grad_out: Tensor | None, grad_mask: Tensor | None, grad_total: Tensor | None
     ) -> Any:
-        weight, logits, soft = ctx.saved_tensors
-        grad_weight = grad_logits = None
-        if ctx.needs_input_grad[0] and grad_out is not None:
-            grad_weight = grad_out * soft.to(weight.dtype)
-        if ctx.needs_input_grad[1] and any(
-            g is not None for g in (grad_out, grad_mask, grad_total)
-        ):
-            grad_logits = _logit_gradient(
-                weight, logits, soft, ctx.beta, grad_out, grad_mask, grad_total
-            )
-        return grad_weight, grad_logits, None
+        return _continuous_backward(ctx, grad_out, grad_mask, grad_total)
 
 
 class _StraightThroughMaskedWeight(torch.autograd.Function):
