@@ -126,7 +126,7 @@ def bench(
     shapes: str = typer.Option(
         None,
         "--shapes",
-        help="Comma-separated model shapes (mlp, cnn, bridge, gpt2): the step ratios per "
+        help="Comma-separated model shapes (mlp, cnn, bridge, hooked, gpt2): the step ratios per "
         "shape and batch size instead of the TransformerLens overhead table.",
     ),
     batches: str = typer.Option("8,32,256", help="Comma-separated batch sizes for --shapes."),

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import needs_tl3, needs_tl4
 from typer.testing import CliRunner
 
 import sc_interp as sc
@@ -197,3 +198,25 @@ def test_memory_benchmark_per_shape() -> None:
     assert ratios["peak MiB over model: weight mask step"] > 20
     less = next(v for k, v in ratios.items() if k.startswith("  weight, less mask"))
     assert less < ratios["peak memory: weight mask step / finetune floor"]
+
+
+@needs_tl3
+@pytest.mark.tl3
+def test_bench_hooked_transformer_shape() -> None:
+    """The HookedTransformer shape runs every variant (transformer-lens < 4 only)."""
+    from sc_interp.bench.shapes import SHAPES, shape_ratios
+
+    ratios = shape_ratios(SHAPES["hooked"], batch_size=2, steps=1)
+    for key in (
+        "weight mask step / fine-tune floor",
+        "neuron mask step / frozen floor",
+        "hard-mask forward / plain forward",
+    ):
+        assert ratios[key] > 0
+
+
+@needs_tl4
+def test_bench_hooked_shape_says_it_needs_tl3() -> None:
+    result = runner.invoke(app, ["bench", "--shapes", "hooked", "--batches", "2", "--steps", "1"])
+    assert result.exit_code != 0
+    assert "transformer-lens < 4" in str(result.exception) + result.output

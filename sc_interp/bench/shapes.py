@@ -17,7 +17,8 @@ Every variant runs on its own copy of the model, so none finds another's weights
 
 Ratios are medians over the steps. Shapes: ``mlp`` (6 x Linear(512, 512)), ``cnn`` (two
 Conv2d and three Linear on 3x16x16 images), ``bridge`` (a 4-layer TransformerLens 4 bridge,
-d_model 128, sequence 32; needs ``[tl]``), ``gpt2`` (a 4-layer Hugging Face GPT-2 built from
+d_model 128, sequence 32; needs ``[tl]``), ``hooked`` (the same sizes as a TransformerLens
+2/3 ``HookedTransformer``; needs ``transformer-lens<4``), ``gpt2`` (a 4-layer Hugging Face GPT-2 built from
 its config, d_model 128, sequence 32; needs ``[hf]``).
 """
 
@@ -111,6 +112,27 @@ def _bridge() -> nn.Module:
     )
 
 
+def _hooked() -> nn.Module:
+    from sc_interp._optional import require
+
+    require("transformer_lens", "the HookedTransformer benchmark shape")
+    import transformer_lens
+
+    try:  # transformer-lens 4 raises ImportError on the removed name
+        hooked_transformer = transformer_lens.HookedTransformer
+    except (AttributeError, ImportError):
+        raise ConfigError(
+            "the 'hooked' benchmark shape needs transformer-lens < 4 (HookedTransformer); "
+            "transformer-lens 4 has the 'bridge' shape instead"
+        ) from None
+    cfg = transformer_lens.HookedTransformerConfig(
+        n_layers=4, d_model=128, d_head=32, n_heads=4, d_mlp=512, n_ctx=SEQ, d_vocab=500,
+        act_fn="gelu", seed=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return hooked_transformer(cfg)
+
+
 def _gpt2() -> nn.Module:
     from sc_interp._optional import require
 
@@ -134,6 +156,7 @@ SHAPES: dict[str, Shape] = {
     "mlp": Shape("mlp", _mlp, _vectors, _classify, None),
     "cnn": Shape("cnn", ConvNet, _images, _classify, None),
     "bridge": Shape("bridge", _bridge, _tokens, tl_loss, "hook_embed"),
+    "hooked": Shape("hooked", _hooked, _tokens, tl_loss, "hook_embed"),
     "gpt2": Shape("gpt2", _gpt2, _tokens, _lm_loss, "transformer.wte"),
 }
 
