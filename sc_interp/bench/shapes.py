@@ -116,8 +116,9 @@ def _hooked() -> nn.Module:
     from sc_interp._optional import require
 
     require("transformer_lens", "the HookedTransformer benchmark shape")
-    import transformer_lens
+    import transformer_lens as tl_module
 
+    transformer_lens: Any = tl_module  # typed against transformer-lens 4, run with 2/3
     try:  # transformer-lens 4 raises ImportError on the removed name
         hooked_transformer = transformer_lens.HookedTransformer
     except (AttributeError, ImportError):
