@@ -18,8 +18,8 @@ Every variant runs on its own copy of the model, so none finds another's weights
 Ratios are medians over the steps. Shapes: ``mlp`` (6 x Linear(512, 512)), ``cnn`` (two
 Conv2d and three Linear on 3x16x16 images), ``bridge`` (a 4-layer TransformerLens 4 bridge,
 d_model 128, sequence 32; needs ``[tl]``), ``hooked`` (the same sizes as a TransformerLens
-2/3 ``HookedTransformer``; needs ``transformer-lens<4``), ``gpt2`` (a 4-layer Hugging Face GPT-2 built from
-its config, d_model 128, sequence 32; needs ``[hf]``).
+2/3 ``HookedTransformer``; needs ``transformer-lens<4``), ``gpt2`` (a 4-layer Hugging Face
+GPT-2 built from its config, d_model 128, sequence 32; needs ``[hf]``).
 """
 
 from __future__ import annotations
@@ -115,10 +115,8 @@ def _bridge() -> nn.Module:
 def _hooked() -> nn.Module:
     from sc_interp._optional import require
 
-    require("transformer_lens", "the HookedTransformer benchmark shape")
-    import transformer_lens as tl_module
-
-    transformer_lens: Any = tl_module  # typed against transformer-lens 4, run with 2/3
+    # Any: pyright checks against transformer-lens 4; this shape runs with 2/3
+    transformer_lens: Any = require("transformer_lens", "the HookedTransformer benchmark shape")
     try:  # transformer-lens 4 raises ImportError on the removed name
         hooked_transformer = transformer_lens.HookedTransformer
     except (AttributeError, ImportError):
